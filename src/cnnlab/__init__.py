@@ -1,0 +1,1 @@
+"""cnnlab: every claim of a lecture on CNNs, measured by a pipeline stage."""

@@ -1,0 +1,17 @@
+"""Errors a user can cause. Entry points print them in one line, without a traceback."""
+
+
+class CnnlabError(Exception):
+    """Base class: the message names the input at fault and what is wrong with it."""
+
+
+class ConfigError(CnnlabError):
+    """A configuration value that cannot work (bad geometry, unknown name, ...)."""
+
+
+class DataError(CnnlabError):
+    """An input file that is missing, truncated, corrupt or inconsistent."""
+
+
+class CheckpointError(CnnlabError):
+    """A model checkpoint that is missing or cannot be loaded."""

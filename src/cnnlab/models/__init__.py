@@ -1,0 +1,6 @@
+"""Models built from config by name. Importing this package registers every builder."""
+
+from cnnlab.models import convnet  # noqa: F401  (registers convnet, mlp)
+from cnnlab.models.registry import InputSpec, build_model, count_parameters
+
+__all__ = ["InputSpec", "build_model", "count_parameters"]

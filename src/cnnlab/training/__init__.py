@@ -1,0 +1,1 @@
+"""One training loop for every dataset: in-memory tensor batches, one LightningModule."""

@@ -1,0 +1,50 @@
+"""The LightningModule shared by every experiment: cross-entropy classification."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.errors import ConfigError
+from cnnlab.training.batches import as_model_input
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+              "adadelta": torch.optim.Adadelta}
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, model: nn.Module, optimizer: str = "adam", lr: float = 1e-3,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"trainer.optimizer={optimizer!r}: choose one of {sorted(OPTIMIZERS)}")
+        self.model = model
+        self.optimizer_name, self.lr, self.weight_decay = optimizer, lr, weight_decay
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(as_model_input(x))
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc = (logits.argmax(1) == y).float().mean()
+        on_step = False
+        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y))
+        self.log(f"{stage}_acc", acc, on_step=on_step, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        return OPTIMIZERS[self.optimizer_name](self.parameters(), lr=self.lr,
+                                               weight_decay=self.weight_decay)
