@@ -14,7 +14,7 @@ $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pypr
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -c requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements-data.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 install: $(BIN)/.installed

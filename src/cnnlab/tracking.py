@@ -94,3 +94,17 @@ def start_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
         tags[PARENT_TAG] = _sweep_parent(exp.experiment_id, sweep_id)
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         yield run
+
+
+def log_stage(experiment: str, run_name: str, params: Mapping[str, Any] | None = None,
+              metrics: Mapping[str, float] | None = None, artifacts: list[Path] | None = None,
+              artifact_dir: str | None = None) -> str:
+    """One MLflow run for an analysis or report stage: its params, numbers and files."""
+    with start_run(experiment, run_name, {"cnnlab.stage": run_name}) as run:
+        if params:
+            log_params(params)
+        if metrics:
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        for path in artifacts or []:
+            mlflow.log_artifact(str(path), artifact_path=artifact_dir)
+        return run.info.run_id
