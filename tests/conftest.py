@@ -1,0 +1,66 @@
+"""Fixtures that compose the real conf/ and shrink it, as the pipeline would run it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "pipelines"))  # stage entry points import `_entry`
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+TINY_TRAINER = {"max_epochs": 1, "batch_size": 64, "limit_train_batches": 4,
+                "limit_val_batches": 1, "limit_test_batches": 1}
+
+
+def compose_config(overrides: list[str] | None = None) -> dict:
+    """conf/config.yaml composed with `overrides`, as plain dicts."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides or [])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow(tmp_path, monkeypatch):
+    """Every test logs to its own SQLite store, never to the project's mlflow.db."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> Path:
+    """A prepared MNIST of 1,000 train / 500 val / 500 test digits from the bundled data."""
+    from cnnlab.data import mnist
+    from cnnlab.data.prepared import write_prepared
+
+    out = tmp_path_factory.mktemp("prepared") / "mnist"
+    out.mkdir()
+    arrays, provenance = mnist.load_source({"source": "bundled"})
+    splits = mnist.make_splits(arrays, val_size=500, seed=0, max_train=1000, max_test=500)
+    write_prepared(out, splits, {"dataset": "mnist", "classes": mnist.CLASSES,
+                                 "input_shape": [1, 28, 28], **provenance})
+    return out
+
+
+@pytest.fixture
+def tiny_experiment():
+    """The real mnist_cnn experiment config with a trainer shrunk to a few batches."""
+
+    def make(name: str = "mnist_cnn", **trainer) -> dict:
+        exp = compose_config()["train"][name]
+        exp["trainer"].update({**TINY_TRAINER, **trainer})
+        return exp
+
+    return make

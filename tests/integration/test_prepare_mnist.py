@@ -1,0 +1,92 @@
+"""The prepare_mnist stage as users run it: sources, manifest, clean errors, atomic outputs."""
+
+import hashlib
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from functools import partial
+
+import pytest
+import torch
+
+from cnnlab.data import mnist
+from cnnlab.errors import DataError
+from tests.conftest import ROOT
+from tests.unit.test_mnist_readers import write_idx_folder
+
+
+def run_stage(*overrides):
+    return subprocess.run([sys.executable, str(ROOT / "pipelines" / "prepare_mnist.py"), *overrides],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_idx_source_writes_splits_and_manifest(tmp_path):
+    arrays = write_idx_folder(tmp_path / "idx", n_train=30, n_test=8)
+    result = run_stage("data.mnist.source=idx", f"data.mnist.idx_dir={tmp_path / 'idx'}",
+                       "data.mnist.val_size=5", f"paths.prepared={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out" / "mnist"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sizes"] == {"train": 25, "val": 5, "test": 8}
+    assert sum(manifest["counts"]["test"].values()) == 8
+    test = torch.load(out / "test.pt", weights_only=True)
+    assert test["x"].dtype == torch.uint8 and test["x"].shape == (8, 1, 28, 28)
+    assert test["y"].tolist() == arrays["test_labels"].tolist()
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+
+
+def test_bad_input_is_one_clear_line_and_keeps_earlier_outputs(tmp_path):
+    write_idx_folder(tmp_path / "idx")
+    args = ["data.mnist.source=idx", f"data.mnist.idx_dir={tmp_path / 'idx'}",
+            "data.mnist.val_size=2", f"paths.prepared={tmp_path / 'out'}"]
+    assert run_stage(*args).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out" / "mnist").iterdir()}
+    bad = tmp_path / "idx" / "train-images-idx3-ubyte"
+    bad.write_bytes(bad.read_bytes()[:-100])
+    result = run_stage(*args)
+    assert result.returncode == 2
+    assert f"error: {bad}: truncated" in result.stderr
+    assert "Traceback" not in result.stderr
+    after = {p.name: p.read_bytes() for p in (tmp_path / "out" / "mnist").iterdir()}
+    assert after == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mnist"]  # no temp dirs left
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """An HTTP server on 127.0.0.1 serving gzipped IDX files, like an MNIST mirror."""
+    folder = tmp_path / "mirror"
+    write_idx_folder(folder, gz=True)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    yield f"http://127.0.0.1:{server.server_address[1]}", md5, folder
+    server.shutdown()
+
+
+def test_download_verifies_md5_and_reads_idx(tmp_path, mirror):
+    url, md5, folder = mirror
+    arrays, provenance = mnist.load_source({"source": "download", "base_url": url, "md5": md5,
+                                            "download_dir": str(tmp_path / "raw")})
+    assert arrays["train"][0].shape == (12, 28, 28)
+    assert provenance["source"] == "download"
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(md5)
+
+
+def test_download_with_wrong_md5_fails_and_leaves_nothing(tmp_path, mirror):
+    url, md5, _ = mirror
+    md5["train-labels-idx1-ubyte.gz"] = "0" * 32
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: md5 .* does not match"):
+        mnist.download(url, tmp_path / "raw", md5)
+    assert not (tmp_path / "raw" / "train-labels-idx1-ubyte.gz").exists()
+
+
+def test_download_from_a_dead_server_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="127.0.0.1:9/.*download failed"):
+        mnist.download("http://127.0.0.1:9", tmp_path, {"x.gz": "0" * 32}, timeout=5)
