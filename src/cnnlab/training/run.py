@@ -107,7 +107,7 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path, ou
         metrics = {
             "test_acc": float(test_metrics["test_acc"]),
             "test_loss": float(test_metrics["test_loss"]),
-            "val_acc": history.rows[-1].get("val_acc") if history.rows else None,
+            "final_val_acc": history.rows[-1].get("val_acc") if history.rows else None,
             "params": n_params,
             "trainable_params": count_parameters(model, trainable_only=True),
             "epochs": len(history.rows),

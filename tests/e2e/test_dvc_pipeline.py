@@ -1,0 +1,89 @@
+"""`dvc repro`, a second no-op repro, `dvc exp run -S`, `dvc exp show`, `dvc plots show`,
+on a shrunk copy of this repository."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+MNIST_STAGES = ["prepare_mnist", "train@mnist_dnn", "train@mnist_cnn", "train@mnist_separable",
+                "params_report"]
+
+
+def shrink(conf: Path) -> None:
+    """Tiny data and trainer in the copy's conf/, so `dvc exp run` composes them too."""
+    edits = {
+        "data/mnist.yaml": {"max_train": 600, "max_test": 300, "val_size": 300},
+        "trainer/default.yaml": {"max_epochs": 1, "limit_train_batches": 3,
+                                 "limit_val_batches": 1, "limit_test_batches": 1},
+    }
+    for rel, values in edits.items():
+        data = yaml.safe_load((conf / rel).read_text())
+        data.update(values)
+        (conf / rel).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("e2e") / "repo"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    shrink(dest / "conf")
+    env = {**os.environ, "PYTHONPATH": str(dest / "src"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "DVC_SITE_CACHE_DIR": str(dest / ".dvc" / "tmp" / "site")}
+
+    def run(*cmd, check=True):
+        result = subprocess.run(cmd, cwd=dest, env=env, capture_output=True, text=True, timeout=900)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n"
+                                 f"{result.stderr[-3000:]}")
+        return result
+
+    run(sys.executable, "pipelines/compose_params.py")
+    run("git", "init", "-q")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
+    return dest, run
+
+
+def test_repro_twice_then_an_experiment(repo):
+    dest, run = repo
+    first = run("dvc", "repro", "params_report")
+    for stage in MNIST_STAGES:
+        assert f"Running stage '{stage}'" in first.stdout, stage
+    metrics = json.loads((dest / "metrics" / "mnist_cnn.json").read_text())
+    assert metrics["params"] == 137_660
+    claims = json.loads((dest / "reports" / "params" / "claims.json").read_text())
+    assert any(c["claim"].startswith("A convolution is a dense layer") and c["holds"] for c in claims)
+
+    second = run("dvc", "repro", "params_report")
+    assert "Running stage" not in second.stdout
+    assert "up to date" in second.stdout
+
+    shown = run("dvc", "plots", "show", "--json")
+    assert "plots/mnist_cnn.csv" in shown.stdout
+
+    exp = run("dvc", "exp", "run", "params_report", "-S", "train.mnist_cnn.model.conv.0.channels=8")
+    assert "Running stage 'train@mnist_cnn'" in exp.stdout
+    assert "Running stage 'train@mnist_dnn'" not in exp.stdout  # only the changed model re-ran
+    table = json.loads(run("dvc", "exp", "show", "--json").stdout)
+    text = json.dumps(table)
+    assert "metrics/mnist_cnn.json" in text and "test_acc" in text
+    assert (yaml.safe_load((dest / "params.yaml").read_text())
+            ["train"]["mnist_cnn"]["model"]["conv"][0]["channels"]) == 8
+    assert json.loads((dest / "metrics" / "mnist_cnn.json").read_text())["params"] == (
+        8 * 9 + 8 + 50 * 8 * 9 + 50 + 1250 * 100 + 100 + 1010)
