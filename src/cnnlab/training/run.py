@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path, ou
 
     `cfg` is one resolved experiment: `model`, `trainer` and `seed`. Returns the metrics.
     """
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips and banners
     trainer_cfg = dict(cfg["trainer"])
     seed = int(cfg.get("seed", 0))
     L.seed_everything(seed, workers=True, verbose=False)
