@@ -22,7 +22,7 @@ def shrink(conf: Path) -> None:
     """Tiny data and trainer in the copy's conf/, so `dvc exp run` composes them too."""
     edits = {
         "data/mnist.yaml": {"max_train": 600, "max_test": 300, "val_size": 300},
-        "trainer/default.yaml": {"max_epochs": 1, "limit_train_batches": 3,
+        "trainer/mnist.yaml": {"max_epochs": 1, "limit_train_batches": 3,
                                  "limit_val_batches": 1, "limit_test_batches": 1},
     }
     for rel, values in edits.items():

@@ -12,16 +12,20 @@ from cnnlab.training.batches import as_model_input
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
               "adadelta": torch.optim.Adadelta}
+SCHEDULES = ("none", "onecycle", "cosine")
 
 
 class Classifier(L.LightningModule):
     def __init__(self, model: nn.Module, optimizer: str = "adam", lr: float = 1e-3,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, schedule: str = "none") -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"trainer.optimizer={optimizer!r}: choose one of {sorted(OPTIMIZERS)}")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"trainer.schedule={schedule!r}: choose one of {SCHEDULES}")
         self.model = model
         self.optimizer_name, self.lr, self.weight_decay = optimizer, lr, weight_decay
+        self.schedule = schedule
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(as_model_input(x))
@@ -46,5 +50,14 @@ class Classifier(L.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self):
-        return OPTIMIZERS[self.optimizer_name](self.parameters(), lr=self.lr,
-                                               weight_decay=self.weight_decay)
+        """`lr` is the peak rate; onecycle warms up to it and anneals, stepping every batch."""
+        optimizer = OPTIMIZERS[self.optimizer_name](self.parameters(), lr=self.lr,
+                                                    weight_decay=self.weight_decay)
+        if self.schedule == "none":
+            return optimizer
+        steps = int(self.trainer.estimated_stepping_batches)
+        if self.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.lr, total_steps=steps)
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

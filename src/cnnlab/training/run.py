@@ -81,7 +81,7 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path, ou
     spec = InputSpec(data.input_shape, len(data.classes), data.extras)
     model = build_model(cfg["model"], spec)  # a geometry error stops us here, before training
     module = Classifier(model, trainer_cfg.get("optimizer", "adam"), float(trainer_cfg["lr"]),
-                        float(trainer_cfg.get("weight_decay", 0.0)))
+                        float(trainer_cfg.get("weight_decay", 0.0)), trainer_cfg.get("schedule", "none"))
     batch = int(trainer_cfg["batch_size"])
     train = TensorBatches(data.train.x, data.train.y, batch, shuffle=True, seed=seed)
     val = TensorBatches(data.val.x, data.val.y, int(trainer_cfg.get("eval_batch_size", 1000)), False)
