@@ -1,0 +1,48 @@
+import pytest
+
+from cnnlab import tracking
+from cnnlab.io import atomic_dir, atomic_path, write_json
+
+
+def test_dvc_temp_copies_log_to_the_original_project(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = tmp_path / "proj"
+    copy = root / ".dvc" / "tmp" / "exps" / "tmpab12" / "pipelines"
+    copy.mkdir(parents=True)
+    assert tracking.project_root(copy) == root
+    assert tracking.tracking_uri(copy) == f"sqlite:///{root / 'mlflow.db'}"
+    assert tracking.tracking_uri(root / ".dvc").startswith("sqlite:////")
+
+
+def test_environment_overrides_the_tracking_uri(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_flatten_gives_dotted_params():
+    assert tracking.flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None}) == {
+        "a.b": 1, "a.c.d": [1, 2], "e": None}
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "out.json"
+    write_json(path, {"v": 1})
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert path.read_text().strip().endswith("}") and '"v": 1' in path.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_failed_directory_write_keeps_the_old_directory(tmp_path):
+    out = tmp_path / "prepared"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("new")
+        raise RuntimeError("crash")
+    assert (out / "a.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
+    with atomic_dir(out) as tmp:
+        (tmp / "b.txt").write_text("replaced")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
