@@ -10,13 +10,15 @@ Two backbones, one interface (`features(x, layers) -> {layer: activation}`, x an
   from a local state_dict file (keys `0.weight`, `0.bias`, ... or `features.0.weight`, ...).
 
 Layer names: random `conv1, relu1, pool1, conv2, ...`; vgg19 `conv1_1, relu1_1, conv1_2,
-relu1_2, pool1, conv2_1, ...` (the names of the style-transfer literature).
+relu1_2, pool1, conv2_1, ...` (the names of the style-transfer literature); both also have
+`input`, the normalised pixels (whose Gram matrix is the colour covariance).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,7 @@ class Backbone(nn.Module):
     def __init__(self, layers: OrderedDict[str, nn.Module], kind: str) -> None:
         super().__init__()
         self.kind = kind
-        self.layer_names = list(layers)
+        self.layer_names = ["input", *layers]
         self.body = nn.Sequential(layers)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
@@ -70,6 +72,10 @@ class Backbone(nn.Module):
         wanted = set(layers)
         out: dict[str, torch.Tensor] = {}
         h = (x - self.mean) / self.std
+        if "input" in wanted:
+            out["input"] = h
+            if len(out) == len(wanted):
+                return out
         for name, module in self.body.named_children():
             h = module(h)
             if name in wanted:
@@ -216,3 +222,21 @@ def resize_crop(image: torch.Tensor, size: int) -> torch.Tensor:
                             align_corners=False, antialias=True)[0]
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return resized[:, top:top + size, left:left + size].clamp(0, 1).contiguous()
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with `count` intra-op threads (None: leave torch's choice).
+
+    Small convolutions on a busy machine run several times faster on one thread than on
+    threads that wait for each other's cores.
+    """
+    if not count:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

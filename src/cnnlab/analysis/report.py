@@ -1,0 +1,290 @@
+"""The final report: every lecture claim with its measured number, then each topic's figures.
+
+It reads what the stages before it left behind: `reports/<topic>/claims.json` (rows of
+claim, experiment, evidence, value, holds), the figures `reports/<topic>/*.png`, the training
+metrics `metrics/*.json` and training histories `plots/*.csv`. A topic whose folder or claims
+file is missing is reported as "not run"; a claims file that cannot be read stops the report
+with an error naming it (a silently dropped claim would be worse than no report).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from cnnlab.analysis.claims import Claim, markdown_table, read_metrics
+from cnnlab.errors import DataError
+from cnnlab.io import write_json, write_text
+
+METRIC_COLUMNS = ["experiment", "test_acc", "val_acc", "params", "epochs", "seconds_per_epoch"]
+CLAIM_COLUMNS = ["topic", "claim", "experiment", "measured", "value", "holds"]
+CURVES_NAME = "training_curves.png"
+CLAIM_FIELDS = tuple(f.name for f in fields(Claim))
+
+
+@dataclass
+class Topic:
+    name: str  # the folder under reports/
+    title: str
+    claims: list[Claim] | None  # None: the stage has not run
+    figures: list[Path] = field(default_factory=list)  # relative to the reports dir
+    tables: list[Path] = field(default_factory=list)
+
+
+def read_checked_claims(path: Path) -> list[Claim]:
+    """Claims of one file, each field of the right type, or DataError naming the file."""
+    try:
+        rows = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: claims file is not readable JSON ({exc})") from exc
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: claims file must hold a list of rows, got {type(rows).__name__}")
+    claims = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or set(row) != set(CLAIM_FIELDS):
+            raise DataError(f"{path}: row {i} must have exactly the keys {list(CLAIM_FIELDS)}")
+        value, holds = row["value"], row["holds"]
+        problems = [name for name, ok in (
+            ("claim", isinstance(row["claim"], str) and row["claim"].strip()),
+            ("experiment", isinstance(row["experiment"], str)),
+            ("evidence", isinstance(row["evidence"], str)),
+            ("value", value is None or (isinstance(value, int | float)
+                                        and not isinstance(value, bool))),
+            ("holds", holds is None or isinstance(holds, bool))) if not ok]
+        if problems:
+            raise DataError(f"{path}: row {i} has a bad {', '.join(problems)}")
+        claims.append(Claim(**row))
+    return claims
+
+
+def collect_topics(reports_dir: Path, expected: Mapping[str, str]) -> list[Topic]:
+    """The expected topics in their order ("not run" when absent), then any other topic found."""
+    found = sorted(p.parent.name for p in reports_dir.glob("*/claims.json"))
+    names = list(expected) + [n for n in found if n not in expected]
+    topics = []
+    for name in names:
+        folder = reports_dir / name
+        claims_path = folder / "claims.json"
+        claims = read_checked_claims(claims_path) if claims_path.is_file() else None
+        figures = sorted(p.relative_to(reports_dir) for p in folder.glob("*.png"))
+        tables = sorted(p.relative_to(reports_dir) for p in folder.glob("*.md"))
+        topics.append(Topic(name, expected.get(name, name), claims, figures, tables))
+    return topics
+
+
+def collect_metrics(metrics_dir: Path) -> list[dict[str, Any]]:
+    """One row per `metrics/<experiment>.json`, sorted by experiment."""
+    rows = []
+    for path in sorted(metrics_dir.glob("*.json")):
+        metrics = read_metrics(path)
+        if not isinstance(metrics, dict):
+            raise DataError(f"{path}: metrics file must hold an object")
+        rows.append({"experiment": path.stem, **metrics})
+    return rows
+
+
+def read_histories(plots_dir: Path) -> dict[str, list[dict[str, float]]]:
+    """Training histories `plots/<experiment>.csv` (epoch, val_acc, ...), unreadable ones named."""
+    histories = {}
+    for path in sorted(plots_dir.glob("*.csv")):
+        try:
+            with path.open(newline="") as f:
+                rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                        for row in csv.DictReader(f)]
+        except (OSError, ValueError, csv.Error) as exc:
+            raise DataError(f"{path}: not a readable training history ({exc})") from exc
+        if rows and "epoch" in rows[0] and "val_acc" in rows[0]:
+            histories[path.stem] = rows
+    return histories
+
+
+def curves_png(histories: Mapping[str, list[dict[str, float]]]) -> bytes:
+    """Validation accuracy per epoch of every experiment, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for name, rows in histories.items():
+        ax.plot([r["epoch"] for r in rows], [r["val_acc"] for r in rows], marker="o", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _holds_text(holds: bool | None) -> str:
+    return {True: "yes", False: "NO", None: "not measurable"}[holds]
+
+
+def claim_rows(topics: Sequence[Topic]) -> list[dict[str, Any]]:
+    rows = []
+    for t in topics:
+        if t.claims is None:
+            rows.append({"topic": t.title, "claim": "-", "experiment": t.name,
+                         "measured": "not run", "value": None, "holds": "not run"})
+        for c in t.claims or []:
+            rows.append({"topic": t.title, "claim": c.claim, "experiment": c.experiment,
+                         "measured": c.evidence, "value": c.value,
+                         "holds": _holds_text(c.holds)})
+    return rows
+
+
+def summarise(topics: Sequence[Topic]) -> dict[str, int]:
+    claims = [c for t in topics for c in t.claims or []]
+    return {"claims": len(claims), "hold": sum(c.holds is True for c in claims),
+            "fail": sum(c.holds is False for c in claims),
+            "unmeasured": sum(c.holds is None for c in claims),
+            "topics_run": sum(t.claims is not None for t in topics),
+            "topics_not_run": sum(t.claims is None for t in topics)}
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def headline(summary: Mapping[str, int]) -> str:
+    return (f"{summary['hold']} of {summary['claims']} claims hold; not holding: "
+            f"{summary['fail']}; not measurable: {summary['unmeasured']}. Topics run: "
+            f"{summary['topics_run']}; not run: {summary['topics_not_run']}.")
+
+
+def render_markdown(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]],
+                    summary: Mapping[str, int], curves: str | None) -> str:
+    """Markdown beside the topic folders: figures are referenced by relative path."""
+    rows = [{k: _md_cell(v) if isinstance(v, str) else v for k, v in r.items()}
+            for r in claim_rows(topics)]
+    blocks = ["# cnnlab: the lecture's claims, measured", headline(summary),
+              "## Claims", markdown_table(rows, CLAIM_COLUMNS).rstrip(),
+              "## Training runs",
+              markdown_table(metrics, METRIC_COLUMNS).rstrip() if metrics
+              else "No training metrics."]
+    if curves:
+        blocks.append(f"![validation accuracy per epoch]({curves})")
+    for t in topics:
+        blocks.append(f"## {t.title}")
+        if t.claims is None:
+            blocks.append(f"Not run (no `{t.name}/claims.json`).")
+            continue
+        blocks.append("\n".join(f"- {_holds_text(c.holds)}: {c.claim} ({c.experiment}): "
+                                f"{c.evidence}" for c in t.claims) or "No claims.")
+        if t.tables:
+            blocks.append("Tables: " + ", ".join(f"[{p.name}]({p.as_posix()})"
+                                                 for p in t.tables))
+        blocks += [f"![{p.stem}]({p.as_posix()})" for p in t.figures]
+    return "\n\n".join(blocks) + "\n"
+
+
+def _img(data: bytes, alt: str) -> str:
+    encoded = base64.b64encode(data).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}.yes{background:#dff5df}.NO{background:#fbdcdc}
+.not-run,.not-measurable{background:#eee;color:#666}img{max-width:100%;margin:.5em 0}"""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for c in columns:
+            text = _text(row.get(c))
+            cls = f' class="{text.replace(" ", "-")}"' if c == "holds" else ""
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def render_html(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]],
+                summary: Mapping[str, int], reports_dir: Path, curves: bytes | None) -> str:
+    """One self-contained page: every figure is embedded as base64 PNG."""
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+             "<title>cnnlab report</title>", f"<style>{STYLE}</style></head><body>",
+             "<h1>cnnlab: the lecture's claims, measured</h1>",
+             f"<p>{html.escape(headline(summary))}</p>",
+             "<h2>Claims</h2>", _html_table(claim_rows(topics), CLAIM_COLUMNS),
+             "<h2>Training runs</h2>",
+             _html_table(metrics, METRIC_COLUMNS) if metrics else "<p>No training metrics.</p>"]
+    if curves:
+        parts.append(_img(curves, "validation accuracy per epoch"))
+    for t in topics:
+        parts.append(f"<h2 id='{html.escape(t.name)}'>{html.escape(t.title)}</h2>")
+        if t.claims is None:
+            parts.append(f"<p class='not-run'>Not run (no {html.escape(t.name)}/claims.json)."
+                         "</p>")
+            continue
+        parts.append("<ul>" + "".join(
+            f"<li><b>{_holds_text(c.holds)}</b>: {html.escape(c.claim)} "
+            f"({html.escape(c.experiment)}): {html.escape(c.evidence)}</li>"
+            for c in t.claims) + "</ul>")
+        for path in t.figures:
+            parts.append(f"<figure>{_img((reports_dir / path).read_bytes(), path.stem)}"
+                         f"<figcaption>{html.escape(path.as_posix())}</figcaption></figure>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def build_report(reports_dir: Path, metrics_dir: Path, plots_dir: Path | None,
+                 topics_cfg: Mapping[str, str]) -> dict[str, Any]:
+    """Write `reports_dir/{report.md, report.html, report.json, training_curves.png}`."""
+    topics = collect_topics(reports_dir, topics_cfg)
+    metrics = collect_metrics(metrics_dir) if metrics_dir.is_dir() else []
+    histories = read_histories(plots_dir) if plots_dir and plots_dir.is_dir() else {}
+    curves = curves_png(histories) if histories else None
+    summary = summarise(topics)
+    curves_path = reports_dir / CURVES_NAME
+    if curves:
+        from cnnlab.io import atomic_path
+
+        with atomic_path(curves_path) as tmp:
+            tmp.write_bytes(curves)
+    else:
+        curves_path.unlink(missing_ok=True)
+    write_text(reports_dir / "report.md",
+               render_markdown(topics, metrics, summary, CURVES_NAME if curves else None))
+    write_text(reports_dir / "report.html",
+               render_html(topics, metrics, summary, reports_dir, curves))
+    status = {t.name: ("not run" if t.claims is None else f"{len(t.claims)} claims")
+              for t in topics}
+    write_json(reports_dir / "report.json", {**summary, "topics": status})
+    return {**summary, "topics": status}
+
+
+def run_report(cfg: Mapping[str, Any], reports_dir: Path, metrics_dir: Path,
+               plots_dir: Path | None = None, track: bool = True) -> dict[str, Any]:
+    """Build the report and log it to MLflow (experiment `report`, run `report`)."""
+    result = build_report(reports_dir, metrics_dir, plots_dir, dict(cfg.get("topics") or {}))
+    if track:
+        from cnnlab.tracking import log_stage
+
+        files = [reports_dir / n for n in ("report.md", "report.html", "report.json", CURVES_NAME)]
+        log_stage("report", "report", params=cfg,
+                  metrics={k: v for k, v in result.items() if isinstance(v, int)},
+                  artifacts=[p for p in files if p.is_file()])
+    return result

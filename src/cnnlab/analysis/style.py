@@ -1,0 +1,246 @@
+"""Style transfer after Gatys et al.: content is where features are, style is their correlations.
+
+The image is optimised so that its activation at one layer matches the content photo's
+(content loss: mean squared difference) while the Gram matrices of its activations at
+several layers match the style image's (style loss). The Gram matrix discards where things
+are and keeps which features occur together, which is why matching it carries the style
+(texture, colour, strokes) and not the layout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.analysis.backbone import Backbone, build_backbone, bundled_image, torch_threads
+from cnnlab.analysis.claims import Claim, markdown_table, write_claims
+from cnnlab.errors import ConfigError
+from cnnlab.io import atomic_dir, write_json, write_text
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """N x C x H x W -> N x C x C: channel correlations summed over positions, / (C*H*W)."""
+    if features.dim() != 4:
+        raise ValueError(f"gram_matrix needs N x C x H x W features, got {tuple(features.shape)}")
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def _relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(value, target) / target.pow(2).mean().clamp_min(1e-30)
+
+
+@dataclass(frozen=True)
+class StyleSettings:
+    content_layer: str
+    style_layers: tuple[str, ...]
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    steps: int = 100
+    lr: float = 0.02  # Adam's step on pixels in [0, 1]; ignored by L-BFGS (lr 1)
+    optimizer: str = "adam"  # adam | lbfgs
+    init: str = "content"  # content | noise
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> StyleSettings:
+        try:
+            s = cls(str(cfg["content_layer"]), tuple(str(x) for x in cfg["style_layers"]),
+                    float(cfg.get("content_weight", 1.0)), float(cfg.get("style_weight", 10.0)),
+                    int(cfg.get("steps", 100)), float(cfg.get("lr", 0.02)),
+                    str(cfg.get("optimizer", "adam")), str(cfg.get("init", "content")))
+        except KeyError as exc:
+            raise ConfigError(f"style: missing key {exc.args[0]!r}") from exc
+        if not s.style_layers or s.steps < 1 or s.lr <= 0:
+            raise ConfigError("style: needs at least one style layer, steps >= 1 and lr > 0")
+        if s.optimizer not in ("adam", "lbfgs"):
+            raise ConfigError(f"style.optimizer={s.optimizer!r}: choose adam or lbfgs")
+        if s.init not in ("content", "noise"):
+            raise ConfigError(f"style.init={s.init!r}: choose content or noise")
+        return s
+
+
+class StyleObjective:
+    """Content and style losses of an image against fixed targets, on one backbone."""
+
+    def __init__(self, backbone: Backbone, content: torch.Tensor, style: torch.Tensor,
+                 settings: StyleSettings) -> None:
+        self.backbone, self.s = backbone, settings
+        self.layers = list(dict.fromkeys([settings.content_layer, *settings.style_layers]))
+        backbone.check_layers(self.layers)
+        with torch.no_grad():
+            self.content_target = backbone.features(content, [settings.content_layer])[
+                settings.content_layer]
+            style_feats = backbone.features(style, list(settings.style_layers))
+            self.style_targets = {k: gram_matrix(v) for k, v in style_feats.items()}
+
+    def losses(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(content loss, style loss averaged over the style layers), unweighted.
+
+        Both are relative squared errors (divided by the target's mean square), so they
+        start near 1 whatever the images and layers, and one pair of weights fits all.
+        """
+        feats = self.backbone.features(image, self.layers)
+        content = _relative_error(feats[self.s.content_layer], self.content_target)
+        style = torch.stack([_relative_error(gram_matrix(feats[k]), self.style_targets[k])
+                             for k in self.s.style_layers]).mean()
+        return content, style
+
+    def measure(self, image: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            content, style = self.losses(image)
+        return {"content": float(content), "style": float(style)}
+
+
+def transfer_style(objective: StyleObjective, content: torch.Tensor,
+                   seed: int = 0) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """Optimise the image (pixels clamped to [0, 1]); returns it and the loss history."""
+    s = objective.s
+    if s.init == "content":
+        start = content.clone()
+    else:
+        start = torch.rand(content.shape, generator=torch.Generator().manual_seed(int(seed)))
+    image = start.requires_grad_(True)
+    history: list[dict[str, float]] = []
+
+    def total() -> torch.Tensor:
+        c, st = objective.losses(image)
+        history.append({"content": float(c.detach()), "style": float(st.detach())})
+        return s.content_weight * c + s.style_weight * st
+
+    if s.optimizer == "adam":
+        opt = torch.optim.Adam([image], lr=s.lr)
+        for _ in range(s.steps):
+            opt.zero_grad()
+            total().backward()
+            opt.step()
+            with torch.no_grad():
+                image.clamp_(0, 1)
+    else:
+        opt = torch.optim.LBFGS([image], lr=1.0, max_iter=s.steps, history_size=20)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            with torch.no_grad():
+                image.clamp_(0, 1)
+            loss = total()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            image.clamp_(0, 1)
+    return image.detach(), history
+
+
+def save_images(out_dir: Path, images: Mapping[str, torch.Tensor], title: str) -> None:
+    """Each image as `images/<name>.png` and all of them side by side as `transfer.png`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arrays = {k: v[0].clamp(0, 1).permute(1, 2, 0).numpy() for k, v in images.items()}
+    (out_dir / "images").mkdir(exist_ok=True)
+    for name, array in arrays.items():
+        plt.imsave(out_dir / "images" / f"{name}.png", array, format="png")
+    fig, axes = plt.subplots(1, len(arrays), figsize=(3.1 * len(arrays), 3.4))
+    for ax, (name, array) in zip(axes, arrays.items(), strict=True):
+        ax.imshow(array)
+        ax.set_title(name)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_dir / "transfer.png", format="png", dpi=100)
+    plt.close(fig)
+
+
+def save_loss_curves(path: Path, history: Sequence[Mapping[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for key in ("style", "content"):
+        ax.plot([h[key] for h in history], label=f"{key} loss")
+    ax.set_yscale("log")
+    ax.set_xlabel("evaluation")
+    ax.legend()
+    ax.set_title("style transfer: losses while optimising the image", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+
+
+def run_style(cfg: Mapping[str, Any], out_dir: Path, track: bool = True) -> dict[str, Any]:
+    """Transfer the style image's style onto the content photo and measure both losses.
+
+    Writes `out_dir/{transfer,losses}.png, images/{content,style,result}.png, style.json,
+    losses.csv, style.md, claims.json` atomically and logs them to MLflow (experiment
+    `analysis`, run `style`) when `track`.
+    """
+    with torch_threads(cfg.get("threads")):
+        return _run_style(cfg, out_dir, track)
+
+
+def _run_style(cfg: Mapping[str, Any], out_dir: Path, track: bool) -> dict[str, Any]:
+    seed = int(cfg.get("seed", 0))
+    settings = StyleSettings.from_cfg(cfg)
+    size = int(cfg.get("size", 128))
+    backbone = build_backbone(cfg.get("backbone", {}))
+    content = bundled_image(str(cfg["content"]), size)[None]
+    style = bundled_image(str(cfg["style"]), size)[None]
+    objective = StyleObjective(backbone, content, style, settings)
+    start = time.perf_counter()
+    before = objective.measure(content if settings.init == "content" else
+                               torch.rand(content.shape,
+                                          generator=torch.Generator().manual_seed(seed)))
+    result, history = transfer_style(objective, content, seed)
+    seconds = time.perf_counter() - start
+    after = objective.measure(result)
+    reference = objective.measure(style)  # the content loss a picture of pure style has
+    style_drop = before["style"] / max(after["style"], 1e-30)
+    content_fraction = after["content"] / max(reference["content"], 1e-30)
+    min_drop = float(cfg.get("min_style_drop", 10.0))
+    max_fraction = float(cfg.get("max_content_fraction", 0.5))
+    numbers = {
+        "style_loss_before": before["style"], "style_loss_after": after["style"],
+        "style_drop": style_drop, "content_loss_before": before["content"],
+        "content_loss_after": after["content"],
+        "content_loss_of_style_image": reference["content"],
+        "content_fraction": content_fraction, "seconds": seconds, "evaluations": len(history),
+    }
+    claim = Claim(
+        "style transfer: Gram matrices carry style", f"style {backbone.kind} backbone",
+        f"{cfg['content']} in the style of {cfg['style']}: style loss /{style_drop:.1f} "
+        f"({before['style']:.3g} -> {after['style']:.3g}) while content loss stays at "
+        f"{content_fraction:.0%} of the style image's",
+        style_drop, style_drop >= min_drop and content_fraction <= max_fraction)
+    summary = {**numbers, "min_style_drop": min_drop, "max_content_fraction": max_fraction}
+    with atomic_dir(out_dir) as tmp:
+        save_images(tmp, {"content": content, "style": style, "result": result},
+                    f"{cfg['content']} + style of {cfg['style']} ({backbone.kind} backbone, "
+                    f"style loss /{style_drop:.1f})")
+        save_loss_curves(tmp / "losses.png", history)
+        write_json(tmp / "style.json", summary)
+        write_text(tmp / "losses.csv", "evaluation,content,style\n" + "".join(
+            f"{i},{h['content']:.6g},{h['style']:.6g}\n" for i, h in enumerate(history, 1)))
+        rows = [{"measure": k, "value": v} for k, v in numbers.items()]
+        write_text(tmp / "style.md", "# Style transfer: losses before and after\n\n"
+                   + markdown_table(rows, ["measure", "value"]))
+        write_claims(tmp / "claims.json", [claim])
+    if track:
+        from cnnlab.tracking import log_stage
+
+        log_stage("analysis", "style", params=cfg,
+                  metrics={k: v for k, v in numbers.items() if k != "evaluations"},
+                  artifacts=sorted(p for p in out_dir.rglob("*") if p.is_file()),
+                  artifact_dir="style")
+    return numbers

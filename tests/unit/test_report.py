@@ -1,0 +1,146 @@
+"""The final report: collects claims and metrics, embeds figures, names a corrupt claims file."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnlab.analysis.report import build_report, read_checked_claims, run_report
+from cnnlab.errors import DataError
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPICS = {"params": "MNIST parameters", "audio": "Speech", "style": "Style transfer"}
+
+
+def _png(path: Path, colour: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.set_facecolor(colour)
+    fig.savefig(path, format="png", dpi=20)
+    plt.close(fig)
+    return path.read_bytes()
+
+
+def _claim(claim: str, holds: bool | None, value: float | None = 1.5) -> dict:
+    return {"claim": claim, "experiment": "exp", "evidence": f"measured {value}", "value": value,
+            "holds": holds}
+
+
+@pytest.fixture
+def project(tmp_path) -> dict[str, Path]:
+    """reports/ with two topics run (one figure), one expected topic missing, one extra."""
+    reports, metrics, plots = tmp_path / "reports", tmp_path / "metrics", tmp_path / "plots"
+    for d in (reports / "params", reports / "style", reports / "extra", metrics, plots):
+        d.mkdir(parents=True)
+    (reports / "params" / "claims.json").write_text(json.dumps([
+        _claim("A CNN needs fewer parameters", True, 4.7),
+        _claim("Separable convs are cheaper", False, 0.9)]))
+    (reports / "style" / "claims.json").write_text(json.dumps([
+        _claim("Gram matrices carry style | texture", None, None)]))
+    (reports / "extra" / "claims.json").write_text(json.dumps([_claim("An unlisted topic", True)]))
+    (metrics / "mnist_cnn.json").write_text(json.dumps(
+        {"test_acc": 0.987, "val_acc": 0.985, "params": 137660, "epochs": 2,
+         "seconds_per_epoch": 3.2}))
+    (plots / "mnist_cnn.csv").write_text("epoch,train_loss,val_acc\n1,0.5,0.95\n2,0.2,0.985\n")
+    return {"reports": reports, "metrics": metrics, "plots": plots,
+            "figure": reports / "style" / "transfer.png"}
+
+
+def test_report_lists_every_claim_marks_missing_topics_and_embeds_figures(project):
+    figure = _png(project["figure"], "red")
+    result = build_report(project["reports"], project["metrics"], project["plots"], TOPICS)
+    assert result["claims"] == 4 and result["hold"] == 2 and result["fail"] == 1
+    assert result["unmeasured"] == 1 and result["topics_not_run"] == 1
+    assert result["topics"] == {"params": "2 claims", "audio": "not run", "style": "1 claims",
+                                "extra": "1 claims"}
+
+    md = (project["reports"] / "report.md").read_text()
+    for text in ("A CNN needs fewer parameters", "Separable convs are cheaper", "An unlisted topic",
+                 "Gram matrices carry style \\| texture", "measured 4.7", "137,660"):
+        assert text in md
+    assert md.index("## MNIST parameters") < md.index("## Speech") < md.index("## Style transfer")
+    assert "Not run (no `audio/claims.json`)" in md
+    assert "![transfer](style/transfer.png)" in md
+    assert "![validation accuracy per epoch](training_curves.png)" in md
+    assert (project["reports"] / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+    page = (project["reports"] / "report.html").read_text()
+    assert base64.b64encode(figure).decode() in page  # self-contained: the figure is inside
+    assert page.count("data:image/png;base64,") == 2  # the figure and the training curves
+    assert "Gram matrices carry style | texture" in page and "not run" in page
+    assert json.loads((project["reports"] / "report.json").read_text())["hold"] == 2
+
+
+def test_report_without_any_stage_output_says_not_run(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    result = build_report(reports, tmp_path / "no_metrics", None, TOPICS)
+    assert result["claims"] == 0 and result["topics_not_run"] == 3
+    md = (reports / "report.md").read_text()
+    assert md.count("Not run") == 3 and "No training metrics." in md
+    assert not (reports / "training_curves.png").exists()
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("[{\"claim\": \"half a file", "not readable JSON"),
+    ("{\"claim\": \"a dict, not a list\"}", "list of rows"),
+    (json.dumps([{"claim": "x"}]), "exactly the keys"),
+    (json.dumps([_claim("holds is a string", True) | {"holds": "yes"}]), "bad holds"),
+    (json.dumps([_claim("value is text", True) | {"value": "4.7"}]), "bad value"),
+])
+def test_corrupt_claims_file_is_named_and_no_report_is_written(project, content, problem):
+    bad = project["reports"] / "params" / "claims.json"
+    bad.write_text(content)
+    with pytest.raises(DataError, match=problem) as err:
+        build_report(project["reports"], project["metrics"], project["plots"], TOPICS)
+    assert str(bad) in str(err.value)
+    assert not (project["reports"] / "report.md").exists()
+    assert not (project["reports"] / "report.html").exists()
+
+
+def test_corrupt_metrics_file_is_named(project):
+    bad = project["metrics"] / "mnist_dnn.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="mnist_dnn.json"):
+        build_report(project["reports"], project["metrics"], project["plots"], TOPICS)
+
+
+def test_read_checked_claims_round_trips_valid_rows(tmp_path):
+    path = tmp_path / "claims.json"
+    rows = [_claim("a", True, 2), _claim("b", None, None)]
+    path.write_text(json.dumps(rows))
+    assert [(c.claim, c.value, c.holds) for c in read_checked_claims(path)] == [
+        ("a", 2, True), ("b", None, None)]
+
+
+def test_run_report_logs_to_mlflow(project, isolated_mlflow):
+    from mlflow.tracking import MlflowClient
+
+    run_report({"topics": TOPICS}, project["reports"], project["metrics"], project["plots"])
+    client = MlflowClient(isolated_mlflow)
+    (run,) = client.search_runs([client.get_experiment_by_name("report").experiment_id])
+    assert run.data.metrics["hold"] == 2 and run.data.metrics["claims"] == 4
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.md", "report.html", "report.json"} <= logged
+
+
+def test_report_stage_reports_a_corrupt_claims_file_in_one_line(project):
+    (project["reports"] / "style" / "claims.json").write_text("[oops")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / "report.py"),
+         f"paths.reports={project['reports']}", f"paths.metrics={project['metrics']}",
+         f"paths.plots={project['plots']}"],
+        cwd=project["reports"].parent, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"error: {project['reports'] / 'style' / 'claims.json'}: claims file is not readable JSON")
+    assert "Traceback" not in proc.stderr
