@@ -39,7 +39,7 @@ SOURCES = ("synthetic", "folder")
 LABEL_FROM = ("filename", "subfolder")
 SPLIT_BY = ("speaker", "take")
 FEATURES = ("mel", "linear")
-NORMALIZE = ("per_clip", "global", "none")
+NORMALIZE = ("per_clip", "per_band", "global", "none")
 ON_BAD_FILE = ("error", "skip")
 
 
@@ -181,6 +181,9 @@ def synthesize(cfg: Mapping[str, Any], classes: Sequence[str], seed: int) -> tup
         raise ConfigError(f"{where}.variants: eSpeak NG has no variant {unknown}; "
                           f"choose from {available}")
     languages = list(cfg.get("languages") or [])
+    unknown = sorted({str(lang).lower() for lang in languages} - set(espeak.language_names()))
+    if unknown:
+        raise ConfigError(f"{where}.languages: eSpeak NG has no language {unknown}")
     takes = int(cfg.get("takes", 1))
     if not languages or takes <= 0 or not variants:
         raise ConfigError(f"{where}: needs languages, variants and takes >= 1")
@@ -188,9 +191,8 @@ def synthesize(cfg: Mapping[str, Any], classes: Sequence[str], seed: int) -> tup
     pitch_lo, pitch_hi = _range(cfg, "pitch", where)
     range_lo, range_hi = _range(cfg, "pitch_range", where)
     trim_db = cfg.get("trim_db")
-    synth = espeak.Synthesizer.shared()
     rng = np.random.default_rng(seed)
-    clips = []
+    jobs = []
     for variant in variants:
         for label, word in enumerate(words):
             for take in range(takes):
@@ -198,15 +200,19 @@ def synthesize(cfg: Mapping[str, Any], classes: Sequence[str], seed: int) -> tup
                     str(word), str(languages[rng.integers(len(languages))]), variant,
                     int(rng.integers(rate_lo, rate_hi + 1)),
                     int(rng.integers(pitch_lo, pitch_hi + 1)),
-                    int(rng.integers(range_lo, range_hi + 1)))
-                wave = synth.say(utt).astype(np.float32) / 32768.0
-                if trim_db is not None:
-                    wave = trim_silence(wave, float(trim_db))
-                if not np.any(wave):
-                    raise DataError(f"eSpeak NG said nothing for {word!r} with {utt.voice}")
-                clips.append(Clip(wave, synth.sample_rate, label, variant, str(take),
-                                  f"espeak:{utt.voice} rate={utt.rate} pitch={utt.pitch} "
-                                  f"range={utt.pitch_range}"))
+                    int(rng.integers(range_lo, range_hi + 1)), int(rng.integers(1 << 31)))
+                jobs.append((utt, label, str(take)))
+    sample_rate, waves = espeak.say_all([utt for utt, _, _ in jobs])
+    clips = []
+    for (utt, label, take), samples in zip(jobs, waves, strict=True):
+        wave = samples.astype(np.float32) / 32768.0
+        if trim_db is not None:
+            wave = trim_silence(wave, float(trim_db))
+        if not np.any(wave):
+            raise DataError(f"eSpeak NG said nothing for {utt.text!r} with {utt.voice}")
+        clips.append(Clip(wave, sample_rate, label, utt.variant, take,
+                          f"espeak:{utt.voice} rate={utt.rate} pitch={utt.pitch} "
+                          f"range={utt.pitch_range}"))
     lib = espeak.package_dir() / "libespeak-ng.so"
     provenance = {"source": "synthetic", "synthesizer": "eSpeak NG (espeakng-loader)",
                   "library_sha256": sha256_file(lib), "words": words, "languages": languages,
@@ -224,13 +230,24 @@ def trim_silence(wave: np.ndarray, below_peak_db: float) -> np.ndarray:
 
 
 # ---------------------------------------------------------- waveforms ----
-def resample(clips: list[Clip], rate: int) -> None:
-    """Bring every clip to `rate` Hz in place (torchaudio's windowed-sinc resampler)."""
-    for clip in clips:
-        if clip.rate != rate:
-            wave = torch.from_numpy(np.ascontiguousarray(clip.wave))
-            clip.wave = torchaudio.functional.resample(wave, clip.rate, rate).numpy()
-            clip.rate = rate
+def resample(clips: list[Clip], rate: int, chunk: int = 256) -> None:
+    """Bring every clip to `rate` Hz in place (torchaudio's windowed-sinc resampler).
+
+    Clips of one source rate go through one cached kernel in zero-padded batches; the
+    resampler pads with zeros anyway, so each clip comes out exactly as it would alone.
+    """
+    for source_rate in sorted({c.rate for c in clips} - {rate}):
+        resampler = torchaudio.transforms.Resample(source_rate, rate)
+        group = [c for c in clips if c.rate == source_rate]
+        for start in range(0, len(group), chunk):
+            batch = group[start:start + chunk]
+            longest = max(len(c.wave) for c in batch)
+            waves = torch.from_numpy(np.stack([np.pad(c.wave, (0, longest - len(c.wave)))
+                                               for c in batch]))
+            out = resampler(waves).numpy()
+            for clip, row in zip(batch, out, strict=True):
+                clip.wave = row[: math.ceil(len(clip.wave) * rate / source_rate)].copy()
+                clip.rate = rate
 
 
 def fix_length(wave: np.ndarray, n: int) -> np.ndarray:
@@ -265,6 +282,20 @@ def perturb(wave: np.ndarray, rate: int, rng: np.random.Generator,
         noise *= math.sqrt(power / (np.mean(noise ** 2) * 10 ** (snr / 10)))
         out = out + noise.astype(np.float32)
     return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def perturb_clips(clips: list[Clip], rate: int, n_samples: int, rng: np.random.Generator,
+                  cfg: Mapping[str, Any], where: str) -> None:
+    """In place: a random speed (every frequency and the tempo scaled together, as a shorter
+    or longer vocal tract and a faster or slower talker), then `perturb` each clip."""
+    lo, hi = _range(cfg, "speed", where) if cfg.get("speed") is not None else (1.0, 1.0)
+    if lo <= 0:
+        raise ConfigError(f"{where}.speed={cfg.get('speed')!r}: factors must be positive")
+    for clip in clips:  # factors in steps of 0.01 keep the resampling kernels few and small
+        clip.rate = int(round(rate * round(float(rng.uniform(lo, hi)), 2)))
+    resample(clips, rate)
+    for clip in clips:
+        clip.wave = perturb(fix_length(clip.wave, n_samples), rate, rng, cfg, where)
 
 
 # ------------------------------------------------------------- splits ----
@@ -370,6 +401,11 @@ def normalize(splits: dict[str, torch.Tensor], mode: str) -> dict[str, Any]:
             std = x.std(dim=(1, 2, 3), keepdim=True)
             x.sub_(mean).div_(std + 1e-5)
         return {"mode": mode}
+    if mode == "per_band":
+        for x in splits.values():
+            x.sub_(x.mean(dim=3, keepdim=True))
+            x.div_(x.std(dim=(1, 2, 3), keepdim=True) + 1e-5)
+        return {"mode": mode}
     if mode == "global":
         train = splits["train"]
         mean = train.mean(dim=(0, 1, 3), keepdim=True)
@@ -410,18 +446,18 @@ def build(cfg: Mapping[str, Any]) -> AudioDataset:
     for clip in clips:
         clip.wave = fix_length(clip.wave, features.samples)
     if source == "synthetic" and (noise := (cfg.get("synthetic") or {}).get("noise")):
-        rng = np.random.default_rng([seed, 1])
-        for clip in clips:
-            clip.wave = perturb(clip.wave, rate, rng, noise, "data.audio.synthetic.noise")
+        perturb_clips(clips, rate, features.samples, np.random.default_rng([seed, 1]), noise,
+                      "data.audio.synthetic.noise")
     parts, split_info = split_indices(clips, cfg.get("split") or {}, seed)
     by_split = {name: [clips[i] for i in idx] for name, idx in parts.items()}
     augment = cfg.get("augment") or {}
     copies = int(augment.get("copies", 0))
     if copies > 0:
-        rng = np.random.default_rng([seed, 3])
-        extra = [Clip(perturb(c.wave, rate, rng, augment, "data.audio.augment"), rate, c.label,
-                      c.speaker, c.take, f"{c.origin} (augmented copy {k + 1})")
+        extra = [Clip(c.wave, rate, c.label, c.speaker, c.take,
+                      f"{c.origin} (augmented copy {k + 1})")
                  for k in range(copies) for c in by_split["train"]]
+        perturb_clips(extra, rate, features.samples, np.random.default_rng([seed, 3]), augment,
+                      "data.audio.augment")
         by_split["train"] = by_split["train"] + extra
     x = {name: features(np.stack([c.wave for c in cs])) for name, cs in by_split.items()}
     norm_info = normalize(x, norm_mode)

