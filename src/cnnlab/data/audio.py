@@ -62,8 +62,11 @@ def _choice(cfg: Mapping[str, Any], key: str, allowed: Sequence[str], where: str
     return value
 
 
-def _range(cfg: Mapping[str, Any], key: str, where: str) -> tuple[float, float]:
+def _range(cfg: Mapping[str, Any], key: str, where: str, default: float | None = None
+           ) -> tuple[float, float]:
     value = cfg.get(key)
+    if value is None and default is not None:
+        return default, default
     if isinstance(value, (int, float)):
         return float(value), float(value)
     if not isinstance(value, Sequence) or len(value) != 2 or value[0] > value[1]:
@@ -261,9 +264,13 @@ def fix_length(wave: np.ndarray, n: int) -> np.ndarray:
 
 def perturb(wave: np.ndarray, rate: int, rng: np.random.Generator,
             cfg: Mapping[str, Any], where: str) -> np.ndarray:
-    """Seeded gain, time shift (zero fill) and coloured background noise at a random SNR."""
-    gain_lo, gain_hi = _range(cfg, "gain_db", where)
-    snr_lo, snr_hi = _range(cfg, "snr_db", where)
+    """Seeded gain, time shift (zero fill) and coloured background noise at a random SNR.
+
+    A missing `gain_db` or `shift_ms` is 0; a missing (null) `snr_db` adds no noise.
+    """
+    gain_lo, gain_hi = _range(cfg, "gain_db", where, default=0.0)
+    add_noise = cfg.get("snr_db") is not None
+    snr_lo, snr_hi = _range(cfg, "snr_db", where) if add_noise else (0.0, 0.0)
     max_shift = int(round(float(cfg.get("shift_ms", 0)) * rate / 1000))
     out = wave * np.float32(10 ** (rng.uniform(gain_lo, gain_hi) / 20))
     shift = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
@@ -274,7 +281,7 @@ def perturb(wave: np.ndarray, rate: int, rng: np.random.Generator,
         else:
             out[shift:] = 0
     power = float(np.mean(out ** 2))
-    if power > 0:
+    if add_noise and power > 0:
         white = rng.standard_normal(len(out))
         tilt = rng.uniform(0.0, 0.95)  # 0: white; near 1: low-frequency (brown-ish) noise
         noise = scipy.signal.lfilter([1.0], [1.0, -tilt], white)  # one-pole low-pass
@@ -288,7 +295,7 @@ def perturb_clips(clips: list[Clip], rate: int, n_samples: int, rng: np.random.G
                   cfg: Mapping[str, Any], where: str) -> None:
     """In place: a random speed (every frequency and the tempo scaled together, as a shorter
     or longer vocal tract and a faster or slower talker), then `perturb` each clip."""
-    lo, hi = _range(cfg, "speed", where) if cfg.get("speed") is not None else (1.0, 1.0)
+    lo, hi = _range(cfg, "speed", where, default=1.0)
     if lo <= 0:
         raise ConfigError(f"{where}.speed={cfg.get('speed')!r}: factors must be positive")
     for clip in clips:  # factors in steps of 0.01 keep the resampling kernels few and small

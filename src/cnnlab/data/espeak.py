@@ -3,8 +3,9 @@
 The library is driven through ctypes in synchronous mode: a callback collects the 16-bit
 samples of each utterance. eSpeak keeps hidden state from one utterance to the next (the
 phase of its pitch flutter, filter memories, a random generator seeded by the clock), so
-`say_all` runs a whole list in a fresh process (`python -m cnnlab.data.espeak`) and reseeds the generators per utterance:
-the clips then depend only on the list, whatever ran before in the caller's process.
+`say_all` runs a whole list in a fresh process (`python -m cnnlab.data.espeak`) and reseeds
+the generators per utterance: the clips then depend only on the list, whatever ran before
+in the caller's process.
 """
 
 from __future__ import annotations
