@@ -69,7 +69,8 @@ def _range(cfg: Mapping[str, Any], key: str, where: str, default: float | None =
         return default, default
     if isinstance(value, (int, float)):
         return float(value), float(value)
-    if not isinstance(value, Sequence) or len(value) != 2 or value[0] > value[1]:
+    if (isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2
+            or not all(isinstance(v, (int, float)) for v in value) or value[0] > value[1]):
         raise ConfigError(f"{where}.{key}={value!r}: expected a number or [low, high]")
     return float(value[0]), float(value[1])
 
