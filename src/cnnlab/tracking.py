@@ -50,6 +50,17 @@ def configure(start: str | Path | None = None) -> str:
     return uri
 
 
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Artifacts of a SQLite store live beside the database, never in the current directory.
+
+    (MLflow's default, `./mlruns`, would scatter them into DVC's temporary copies.)
+    A server URI keeps the server's own artifact store.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment).as_uri()
+
+
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested config to dotted keys, as MLflow params (lists are kept as their string)."""
     flat: dict[str, Any] = {}
@@ -86,7 +97,9 @@ def _sweep_parent(experiment_id: str, sweep_id: str) -> str:
 def start_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = None,
               sweep_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Start a run in MLflow experiment `experiment`; runs of one sweep share a parent."""
-    configure()
+    uri = configure()
+    if mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location=artifact_location(uri, experiment))
     exp = mlflow.set_experiment(experiment)
     tags = dict(tags or {})
     if sweep_id:

@@ -46,3 +46,14 @@ def test_failed_directory_write_keeps_the_old_directory(tmp_path):
     with atomic_dir(out) as tmp:
         (tmp / "b.txt").write_text("replaced")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+
+
+def test_artifacts_live_beside_the_sqlite_database(tmp_path, monkeypatch, isolated_mlflow):
+    monkeypatch.chdir(tmp_path)
+    with tracking.start_run("exp_a", "r") as run:
+        tracking.mlflow.log_text("hello", "note.txt")
+    db_dir = tmp_path  # isolated_mlflow puts mlflow.db in tmp_path
+    assert run.info.artifact_uri.startswith((db_dir / "mlartifacts" / "exp_a").as_uri())
+    assert (db_dir / "mlartifacts" / "exp_a").is_dir()
+    assert not (tmp_path / "mlruns").exists()
+    assert tracking.artifact_location("http://127.0.0.1:5000", "x") is None
