@@ -363,3 +363,16 @@ def test_synthetic_config_errors_name_the_key():
     bad_lang = {**SYNTH, "synthetic": {**SYNTH["synthetic"], "languages": ["xx-nowhere"]}}
     with pytest.raises(ConfigError, match="synthetic.languages"):
         audio.build(bad_lang)
+
+
+def test_mixed_synthetic_voices_join_training_only(tmp_path: Path):
+    folder = write_fsdd(tmp_path / "rec", labels=range(2))
+    cfg = folder_cfg(folder, classes=["0", "1"], mix_synthetic=True,
+                     synthetic={**SYNTH["synthetic"], "variants": ["f1", "m3"], "takes": 1})
+    dataset = audio.build(cfg)
+    speakers = dataset.manifest["split"]["speakers"]
+    train_speakers = {c.speaker for c in dataset.clips["train"]}
+    assert train_speakers == {"anna", "espeak-f1", "espeak-m3"}
+    assert speakers["val"] == ["bob"] and speakers["test"] == ["carl"]
+    assert dataset.manifest["mix_synthetic"]["clips"] == 2 * 2
+    assert len(dataset.splits["train"]) == 2 * 4 + 4

@@ -7,7 +7,9 @@ Two sources end in the same prepared format (float32 N x 1 x F x T):
   A "speaker" is an eSpeak variant (`f3`, `m3`, `klatt`, `whisper`, ...); split by speaker,
   no variant of the test set is heard in training or validation, in any accent.
 - `folder`: any folder of WAV files, labels from `{label}_{speaker}_{take}.wav` (FSDD) or
-  from one sub-folder per label (Speech Commands), split by speaker or by take.
+  from one sub-folder per label (Speech Commands), split by speaker or by take. With
+  `mix_synthetic`, the synthetic voices join its training split (more voices to learn
+  speaker invariance from; validation and test stay real).
 
 Every clip is resampled to one rate, padded or cropped (centred) to a fixed duration, turned
 into a (mel) spectrogram in dB and normalised. Bad files are a DataError naming the file, or
@@ -221,6 +223,20 @@ def synthesize(cfg: Mapping[str, Any], classes: Sequence[str], seed: int) -> tup
     provenance = {"source": "synthetic", "synthesizer": "eSpeak NG (espeakng-loader)",
                   "library_sha256": sha256_file(lib), "words": words, "languages": languages,
                   "variants": len(variants), "takes": takes}
+    return clips, provenance
+
+
+def synthetic_clips(cfg: Mapping[str, Any], classes: Sequence[str], seed: int, rate: int,
+                    n_samples: int) -> tuple[list[Clip], dict]:
+    """The synthetic source: eSpeak clips at `rate`, `n_samples` long, with their noise."""
+    synthetic = cfg.get("synthetic") or {}
+    clips, provenance = synthesize(synthetic, classes, seed)
+    resample(clips, rate)
+    for clip in clips:
+        clip.wave = fix_length(clip.wave, n_samples)
+    if noise := synthetic.get("noise"):
+        perturb_clips(clips, rate, n_samples, np.random.default_rng([seed, 1]), noise,
+                      "data.audio.synthetic.noise")
     return clips, provenance
 
 
@@ -447,15 +463,12 @@ def build(cfg: Mapping[str, Any]) -> AudioDataset:
     features = Spectrograms(cfg.get("features") or {}, rate)
     norm_mode = _choice(cfg.get("features") or {}, "normalize", NORMALIZE, "data.audio.features")
     if source == "synthetic":
-        clips, provenance = synthesize(cfg.get("synthetic") or {}, classes, seed)
+        clips, provenance = synthetic_clips(cfg, classes, seed, rate, features.samples)
     else:
         clips, provenance = read_folder(cfg, classes)
-    resample(clips, rate)
-    for clip in clips:
-        clip.wave = fix_length(clip.wave, features.samples)
-    if source == "synthetic" and (noise := (cfg.get("synthetic") or {}).get("noise")):
-        perturb_clips(clips, rate, features.samples, np.random.default_rng([seed, 1]), noise,
-                      "data.audio.synthetic.noise")
+        resample(clips, rate)
+        for clip in clips:
+            clip.wave = fix_length(clip.wave, features.samples)
     parts, split_info = split_indices(clips, cfg.get("split") or {}, seed)
     by_split = {name: [clips[i] for i in idx] for name, idx in parts.items()}
     augment = cfg.get("augment") or {}
@@ -467,6 +480,14 @@ def build(cfg: Mapping[str, Any]) -> AudioDataset:
         perturb_clips(extra, rate, features.samples, np.random.default_rng([seed, 3]), augment,
                       "data.audio.augment")
         by_split["train"] = by_split["train"] + extra
+    mixed = {}
+    if cfg.get("mix_synthetic") and source == "folder":
+        voices, about = synthetic_clips(cfg, classes, seed, rate, features.samples)
+        for clip in voices:  # never mistaken for a real speaker of the same name
+            clip.speaker = f"espeak-{clip.speaker}"
+        by_split["train"] = by_split["train"] + voices
+        mixed = {"mix_synthetic": {"clips": len(voices), "voices": about["variants"],
+                                   "library_sha256": about["library_sha256"]}}
     x = {name: features(np.stack([c.wave for c in cs])) for name, cs in by_split.items()}
     norm_info = normalize(x, norm_mode)
     splits = {name: Split(x[name], torch.tensor([c.label for c in cs], dtype=torch.int64))
@@ -485,6 +506,7 @@ def build(cfg: Mapping[str, Any]) -> AudioDataset:
                                                  if k != "copies"} if copies else {})},
         "seed": seed,
         **provenance,
+        **mixed,
     }
     return AudioDataset(splits, manifest, by_split)
 
