@@ -100,7 +100,7 @@ def read_histories(plots_dir: Path) -> dict[str, list[dict[str, float]]]:
                         for row in csv.DictReader(f)]
         except (OSError, ValueError, csv.Error) as exc:
             raise DataError(f"{path}: not a readable training history ({exc})") from exc
-        if rows and "epoch" in rows[0] and "final_val_acc" in rows[0]:
+        if rows and "epoch" in rows[0] and "val_acc" in rows[0]:
             histories[path.stem] = rows
     return histories
 
@@ -114,7 +114,7 @@ def curves_png(histories: Mapping[str, list[dict[str, float]]]) -> bytes:
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for name, rows in histories.items():
-        ax.plot([r["epoch"] for r in rows], [r["final_val_acc"] for r in rows], marker="o", label=name)
+        ax.plot([r["epoch"] for r in rows], [r["val_acc"] for r in rows], marker="o", label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
