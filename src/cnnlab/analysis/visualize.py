@@ -37,6 +37,7 @@ from cnnlab.analysis.backbone import torch_threads  # one intra-op thread: see t
 from cnnlab.analysis.claims import Claim, markdown_table, write_claims
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.io import atomic_dir, save_torch, write_json, write_text
+from cnnlab.tracking import flatten
 
 PAD_RGB = (40, 90, 160)  # grid padding: a colour no grey tile pixel can have
 EXPERIMENT = "analysis"  # the MLflow experiment of every analysis stage
@@ -127,14 +128,8 @@ def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
 
 def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Nested metrics as flat dotted names, numbers only (what MLflow takes)."""
-    flat: dict[str, float] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(numeric_metrics(value, f"{name}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            flat[name] = float(value)
-    return flat
+    return {name: float(value) for name, value in flatten(metrics, prefix).items()
+            if isinstance(value, int | float) and not isinstance(value, bool)}
 
 
 def track_stage(name: str, cfg: Mapping[str, Any], metrics: Mapping[str, Any],
