@@ -60,8 +60,9 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def save_torch(path: str | Path, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """Byte-identical for equal objects: torch.save records a path's name, so pass a file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

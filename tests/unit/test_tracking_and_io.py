@@ -57,3 +57,13 @@ def test_artifacts_live_beside_the_sqlite_database(tmp_path, monkeypatch, isolat
     assert (db_dir / "mlartifacts" / "exp_a").is_dir()
     assert not (tmp_path / "mlruns").exists()
     assert tracking.artifact_location("http://127.0.0.1:5000", "x") is None
+
+
+def test_saved_tensors_are_byte_identical_across_writes(tmp_path):
+    import torch
+
+    from cnnlab.io import save_torch
+
+    save_torch(tmp_path / "a.pt", {"x": torch.arange(5)})
+    save_torch(tmp_path / "b.pt", {"x": torch.arange(5)})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
