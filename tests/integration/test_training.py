@@ -57,6 +57,26 @@ def test_same_config_gives_the_same_metrics_twice(tmp_path, tiny_mnist, tiny_exp
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_trainer_threads_apply_while_training_only(tmp_path, tiny_mnist, tiny_experiment,
+                                                  monkeypatch):
+    from cnnlab.training.module import Classifier
+
+    seen, step = [], Classifier.training_step
+
+    def recording_step(self, batch, batch_idx):
+        seen.append(torch.get_num_threads())
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(Classifier, "training_step", recording_step)
+    before = torch.get_num_threads()
+    cfg = tiny_experiment(max_epochs=1)
+    cfg["trainer"]["threads"] = 1
+    cfg["register_model"] = False
+    train_experiment("t", cfg, tiny_mnist, outputs_in(tmp_path, "t"))
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
+
+
 def test_impossible_geometry_stops_before_training(tmp_path, tiny_mnist, tiny_experiment):
     cfg = tiny_experiment()
     cfg["model"]["conv"] = [{"channels": 4, "kernel": 9}] * 3

@@ -14,6 +14,7 @@ from cnnlab.analysis.style import StyleObjective, StyleSettings, gram_matrix, ru
 from cnnlab.data.prepared import Split, write_prepared
 from cnnlab.errors import CheckpointError, ConfigError, DataError
 from cnnlab.models import InputSpec, build_model
+from cnnlab.threads import torch_threads
 from cnnlab.training.checkpoint import save_checkpoint
 
 TINY_CNN = {"name": "convnet", "conv": [{"channels": 4, "kernel": 3}, {"channels": 6, "kernel": 3}],
@@ -25,7 +26,7 @@ TINY_BACKBONE = {"kind": "random", "seed": 0, "channels": [4, 6], "kernels": [3,
 @pytest.fixture(autouse=True)
 def one_thread():
     """Small convolutions on a shared CPU: one thread avoids waiting on busy cores."""
-    with bb.torch_threads(1):
+    with torch_threads(1):
         yield
 
 

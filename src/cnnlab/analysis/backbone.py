@@ -16,9 +16,8 @@ relu1_2, pool1, conv2_1, ...` (the names of the style-transfer literature); both
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,21 +221,3 @@ def resize_crop(image: torch.Tensor, size: int) -> torch.Tensor:
                             align_corners=False, antialias=True)[0]
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return resized[:, top:top + size, left:left + size].clamp(0, 1).contiguous()
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run the block with `count` intra-op threads (None: leave torch's choice).
-
-    Small convolutions on a busy machine run several times faster on one thread than on
-    threads that wait for each other's cores.
-    """
-    if not count:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(count))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.analysis.backbone import build_backbone, bundled_image, torch_threads
+from cnnlab.analysis.backbone import build_backbone, bundled_image
 from cnnlab.analysis.claims import Claim, markdown_table, write_claims
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.io import atomic_dir, write_json, write_text
+from cnnlab.threads import torch_threads
 
 LayerFn = Callable[[torch.Tensor], torch.Tensor]
 

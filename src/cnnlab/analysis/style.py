@@ -18,10 +18,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cnnlab.analysis.backbone import Backbone, build_backbone, bundled_image, torch_threads
+from cnnlab.analysis.backbone import Backbone, build_backbone, bundled_image
 from cnnlab.analysis.claims import Claim, markdown_table, write_claims
 from cnnlab.errors import ConfigError
 from cnnlab.io import atomic_dir, write_json, write_text
+from cnnlab.threads import torch_threads
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:

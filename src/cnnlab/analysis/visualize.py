@@ -33,10 +33,10 @@ from cnnlab.analysis.ascent import (
     relu,
     unit_objective,
 )
-from cnnlab.analysis.backbone import torch_threads  # one intra-op thread: see there
 from cnnlab.analysis.claims import Claim, markdown_table, write_claims
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.io import atomic_dir, save_torch, write_json, write_text
+from cnnlab.threads import torch_threads
 from cnnlab.tracking import flatten
 
 PAD_RGB = (40, 90, 160)  # grid padding: a colour no grey tile pixel can have

@@ -18,6 +18,7 @@ from cnnlab import tracking
 from cnnlab.data.prepared import load_prepared
 from cnnlab.io import write_json, write_text
 from cnnlab.models import InputSpec, build_model, count_parameters
+from cnnlab.threads import torch_threads
 from cnnlab.training.batches import TensorBatches, as_model_input
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.module import Classifier
@@ -99,7 +100,8 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path, ou
     n_params = count_parameters(model)
     tags = {"cnnlab.experiment": name, "cnnlab.dataset": str(data.manifest.get("dataset", "")),
             "cnnlab.model": str(cfg["model"].get("name"))}
-    with tracking.start_run(name, run_name or name, tags, sweep_id) as run:
+    with (torch_threads(trainer_cfg.get("threads")),
+          tracking.start_run(name, run_name or name, tags, sweep_id) as run):
         tracking.log_params({**cfg, "data_manifest_sha256": data.manifest.get("files", {})})
         fit_start = time.perf_counter()
         trainer.fit(module, train, val)

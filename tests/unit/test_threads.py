@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from cnnlab.errors import ConfigError
+from cnnlab.threads import torch_threads
+
+
+def test_threads_set_inside_and_restored_after() -> None:
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_null_threads_leave_torch_alone() -> None:
+    before = torch.get_num_threads()
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_restored_when_the_block_fails() -> None:
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), torch_threads(1):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+def test_negative_thread_count_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="threads"), torch_threads(-2):
+        pass
