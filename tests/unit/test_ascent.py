@@ -98,6 +98,12 @@ def test_ascent_leaves_the_weights_and_mode_alone(model):
     model.eval()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.requires_grad for p in model.parameters())
+    assert all(p.is_contiguous() for p in model.parameters())  # channels-last undone
+
+
+def test_result_images_are_plain_contiguous_tensors(model):
+    result = ascend(model, "conv1", unit_objective(range(4)), 4, SHAPE, AscentSettings(steps=2))
+    assert result.images.is_contiguous() and result.images.shape == (4, *SHAPE)
 
 
 def test_l1_penalty_lowers_the_ink(model):
