@@ -97,6 +97,14 @@ def test_read_folder_reads_every_clip_with_labels(tmp_path: Path):
     assert provenance["skipped"]["count"] == 0
 
 
+def test_manifest_digest_changes_with_any_recording(tmp_path: Path):
+    folder = write_fsdd(tmp_path / "rec")
+    digest = audio.read_folder(folder_cfg(folder), ["0", "1", "2"])[1]["folder_sha256"]
+    assert audio.read_folder(folder_cfg(folder), ["0", "1", "2"])[1]["folder_sha256"] == digest
+    sf.write(folder / "1_bob_2.wav", 0.5 * tone(1), RATE)
+    assert audio.read_folder(folder_cfg(folder), ["0", "1", "2"])[1]["folder_sha256"] != digest
+
+
 def test_read_folder_by_sub_folder_layout(tmp_path: Path):
     for word, label in (("yes", 0), ("no", 1)):
         (tmp_path / word).mkdir()

@@ -18,6 +18,7 @@ with `on_bad_file: skip` a warning and a count in the manifest.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections import Counter
@@ -124,6 +125,15 @@ def wav_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".wav")
 
 
+def folder_sha256(folder: Path, files: Sequence[Path]) -> str:
+    """One digest of every WAV's relative path and bytes: the manifest records exactly which
+    recordings a dataset was built from (DVC cannot track a folder named by a parameter)."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
 def read_folder(cfg: Mapping[str, Any], classes: Sequence[str]) -> tuple[list[Clip], dict]:
     """Every WAV under `cfg['folder']`; returns the clips and the provenance for the manifest."""
     if not cfg.get("folder"):
@@ -163,6 +173,7 @@ def read_folder(cfg: Mapping[str, Any], classes: Sequence[str]) -> tuple[list[Cl
     provenance = {
         "source": "folder", "folder": str(folder), "label_from": label_from,
         "files_found": len(files), "files_used": len(clips),
+        "folder_sha256": folder_sha256(folder, files),
         "skipped": {"count": len(skipped), "files": [{"file": f, "reason": r}
                                                      for f, r in skipped]},
     }
