@@ -478,7 +478,10 @@ def build(cfg: Mapping[str, Any]) -> AudioDataset:
     else:
         clips, provenance = read_folder(cfg, classes)
         resample(clips, rate)
+        trim_db = cfg.get("trim_db")
         for clip in clips:
+            if trim_db is not None:
+                clip.wave = trim_silence(clip.wave, float(trim_db))
             clip.wave = fix_length(clip.wave, features.samples)
     parts, split_info = split_indices(clips, cfg.get("split") or {}, seed)
     by_split = {name: [clips[i] for i in idx] for name, idx in parts.items()}

@@ -19,6 +19,7 @@ from cnnlab.data.prepared import load_prepared
 from cnnlab.io import write_json, write_text
 from cnnlab.models import InputSpec, build_model, count_parameters
 from cnnlab.threads import torch_threads
+from cnnlab.training.augment import ShiftAndMask
 from cnnlab.training.batches import TensorBatches, as_model_input
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.module import Classifier
@@ -84,7 +85,8 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path, ou
     module = Classifier(model, trainer_cfg.get("optimizer", "adam"), float(trainer_cfg["lr"]),
                         float(trainer_cfg.get("weight_decay", 0.0)), trainer_cfg.get("schedule", "none"))
     batch = int(trainer_cfg["batch_size"])
-    train = TensorBatches(data.train.x, data.train.y, batch, shuffle=True, seed=seed)
+    train = TensorBatches(data.train.x, data.train.y, batch, shuffle=True, seed=seed,
+                          augment=ShiftAndMask.from_cfg(trainer_cfg.get("augment")))
     val = TensorBatches(data.val.x, data.val.y, int(trainer_cfg.get("eval_batch_size", 1000)), False)
     test = TensorBatches(data.test.x, data.test.y, int(trainer_cfg.get("eval_batch_size", 1000)), False)
     history = EpochHistory()
