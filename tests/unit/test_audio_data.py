@@ -310,6 +310,24 @@ def test_prepare_folder_writes_the_prepared_format(tmp_path: Path):
     assert len(rows) == 1 + 48 and "augmented copy 1" in rows[24]
 
 
+def test_trim_db_centres_the_word_not_the_recording(tmp_path: Path):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    silence = np.zeros(int(0.5 * RATE), np.float32)
+    for speaker in ("anna", "bob", "carl"):
+        for label in range(3):
+            sf.write(folder / f"{label}_{speaker}_0.wav", np.concatenate([silence, tone(label)]),
+                     RATE)
+
+    def loudness(**extra) -> float:
+        waves = audio.build(folder_cfg(folder, **extra)).clips["train"]
+        return float(np.mean([np.sqrt(np.mean(c.wave ** 2)) for c in waves]))
+
+    assert audio.build(folder_cfg(folder, trim_db=30)).clips["train"][0].wave.shape == \
+        audio.build(folder_cfg(folder)).clips["train"][0].wave.shape
+    assert loudness(trim_db=30) > 2 * loudness()  # the crop window now sits on the tone
+
+
 def test_prepare_resamples_other_rates(tmp_path: Path):
     folder = write_fsdd(tmp_path / "rec", rate=16000)
     manifest = audio.prepare(folder_cfg(folder), tmp_path / "out")
