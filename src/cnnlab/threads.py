@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
+from cnnlab.errors import ConfigError
+
 
 @contextlib.contextmanager
 def torch_threads(count: int | None) -> Iterator[None]:
@@ -19,8 +21,6 @@ def torch_threads(count: int | None) -> Iterator[None]:
         yield
         return
     if int(count) < 0:
-        from cnnlab.errors import ConfigError
-
         raise ConfigError(f"threads must be a positive count or null, got {count}")
     previous = torch.get_num_threads()
     torch.set_num_threads(int(count))
