@@ -7,7 +7,7 @@ from pathlib import Path
 
 from _entry import plain, stage
 
-from cnnlab.analysis.visualize import run_units
+from cnnlab.analysis.visualize import run_units, units_summary
 
 
 @stage
@@ -16,10 +16,7 @@ def main(cfg) -> None:
     paths = cfg.paths
     metrics = run_units("neurons", opts, Path(paths.models) / opts["experiment"] / "model.ckpt",
                         Path(paths.prepared) / opts["dataset"], Path(paths.reports) / "neurons")
-    for layer, s in metrics["layers"].items():
-        print(f"neurons {layer}: {s['units']} {s['kind']}s, median ratio to best digit "
-              f"{s['median_ratio']:.2f}, beats every digit {s['beats_every_digit']:.0%} "
-              f"({s['seconds']:.1f}s)")
+    print("\n".join(units_summary("neurons", metrics)))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def test_all_zero_or_absent_config_means_no_augmentation() -> None:
 
 @pytest.mark.parametrize("cfg, words", [
     ({"shift": [-1, 0]}, "negative"), ({"mask": "wide"}, "rows, columns"),
-    ({"roll": [1, 1]}, "unknown keys"),
+    ({"roll": [1, 1]}, "unknown keys"), ([2, 0], "expected"),
 ])
 def test_bad_config_is_a_config_error_naming_the_key(cfg, words) -> None:
     with pytest.raises(ConfigError, match=words):

@@ -25,6 +25,7 @@ def test_restored_when_the_block_fails() -> None:
     assert torch.get_num_threads() == before
 
 
-def test_negative_thread_count_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="threads"), torch_threads(-2):
+@pytest.mark.parametrize("count", [-2, "two", 1.5, True])
+def test_bad_thread_count_is_a_config_error_naming_the_key(count) -> None:
+    with pytest.raises(ConfigError, match="trainer.threads"), torch_threads(count, "trainer.threads"):
         pass

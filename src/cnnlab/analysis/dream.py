@@ -192,7 +192,7 @@ def run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_
     Writes `out_dir/{digits.png, photo.png, dream.json, dream.md, claims.json}` atomically
     and logs them to MLflow (experiment `analysis`, run `deepdream`) when `track`.
     """
-    with torch_threads(cfg.get("threads")):
+    with torch_threads(cfg.get("threads"), "analysis.deepdream.threads"):
         return _run_deepdream(cfg, checkpoint, data_dir, out_dir, track)
 
 

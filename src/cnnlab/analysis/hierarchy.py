@@ -112,7 +112,7 @@ def run_hierarchy(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path,
     if missing:
         raise DataError(f"{', '.join(map(str, image_files))}: no maximising images for layers "
                         f"{missing} (they hold {sorted(images)})")
-    with torch_threads(cfg.get("threads")):
+    with torch_threads(cfg.get("threads"), "analysis.hierarchy.threads"):
         inputs = load_inputs(checkpoint, data_dir, int(cfg.get("digits", 20)))
         shape = tuple(inputs.meta["input_shape"])
         fields = formula_fields(inputs.model, layers, shape)

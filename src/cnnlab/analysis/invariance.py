@@ -87,7 +87,7 @@ def run_invariance(cfg: Mapping[str, Any], checkpoints: Mapping[str, Path], data
     curves: dict[str, list[dict[str, float]]] = {}
     subsampled: list[dict[str, Any]] = []
     names: dict[str, str] = {}
-    with torch_threads(cfg.get("threads")):
+    with torch_threads(cfg.get("threads"), "analysis.invariance.threads"):
         for role, path in checkpoints.items():
             inputs = load_inputs(path, data_dir, cfg.get("max_test"))
             name = names[role] = str(inputs.meta.get("experiment", path.parent.name))

@@ -187,7 +187,7 @@ def run_style(cfg: Mapping[str, Any], out_dir: Path, track: bool = True) -> dict
     losses.csv, style.md, claims.json` atomically and logs them to MLflow (experiment
     `analysis`, run `style`) when `track`.
     """
-    with torch_threads(cfg.get("threads")):
+    with torch_threads(cfg.get("threads"), "analysis.style.threads"):
         return _run_style(cfg, out_dir, track)
 
 

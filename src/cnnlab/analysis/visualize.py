@@ -193,6 +193,13 @@ def unit_rows(layer: str, found: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def units_summary(name: str, metrics: Mapping[str, Any]) -> list[str]:
+    """One line per layer of a `run_units` result, for the stage's console output."""
+    return [f"{name} {layer}: {s['units']} {s['kind']}s, median ratio to best digit "
+            f"{s['median_ratio']:.2f}, beats every digit {s['beats_every_digit']:.0%} "
+            f"({s['seconds']:.1f}s)" for layer, s in metrics["layers"].items()]
+
+
 def run_units(name: str, cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path,
               out_dir: Path, track: bool = True) -> dict[str, Any]:
     """Stages `filters` and `neurons`: the image that most excites each unit of cfg.layers.
@@ -204,7 +211,7 @@ def run_units(name: str, cfg: Mapping[str, Any], checkpoint: Path, data_dir: Pat
     if not layers:
         raise ConfigError(f"analysis.{name}.layers: name at least one layer (e.g. conv1)")
     settings, terms = settings_and_terms(cfg, f"analysis.{name}")
-    with torch_threads(cfg.get("threads")):
+    with torch_threads(cfg.get("threads"), f"analysis.{name}.threads"):
         inputs = load_inputs(checkpoint, data_dir, cfg.get("max_test"))
         shape = tuple(inputs.meta["input_shape"])
         found, summary, rows = {}, {}, []
@@ -311,7 +318,7 @@ def run_classes(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_di
     threshold = float(cfg.get("ink_threshold", 0.5))
     variants = {"unconstrained": cfg.get("unconstrained") or {},
                 "few_ink": cfg.get("few_ink") or {}}
-    with torch_threads(cfg.get("threads")):
+    with torch_threads(cfg.get("threads"), "analysis.classes.threads"):
         inputs = load_inputs(checkpoint, data_dir, cfg.get("max_test"))
         shape = tuple(inputs.meta["input_shape"])
         n_classes = len(inputs.meta["classes"])

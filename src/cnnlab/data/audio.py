@@ -19,6 +19,7 @@ with `on_bad_file: skip` a warning and a count in the manifest.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import warnings
 from collections import Counter
@@ -79,11 +80,15 @@ def _range(cfg: Mapping[str, Any], key: str, where: str, default: float | None =
 
 
 # ------------------------------------------------------------- reading ----
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """A mono WAV as float32 samples and its rate; any defect is a DataError naming the file."""
+def read_wav(path: str | Path, content: bytes | None = None) -> tuple[np.ndarray, int]:
+    """A mono WAV as float32 samples and its rate; any defect is a DataError naming the file.
+
+    `content`: the file's bytes when the caller has read them already (decoded, not re-read).
+    """
     path = Path(path)
     try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        source = path if content is None else io.BytesIO(content)
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as exc:
         raise DataError(f"{path}: unreadable or corrupt WAV ({exc})") from exc
     if data.shape[1] != 1:
@@ -95,6 +100,13 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     if not np.any(data):
         raise DataError(f"{path}: silent clip (every sample is zero)")
     return data[:, 0], int(rate)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from exc
 
 
 def parse_name(path: Path, root: Path, label_from: str) -> tuple[str, str, str]:
@@ -125,15 +137,6 @@ def wav_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".wav")
 
 
-def folder_sha256(folder: Path, files: Sequence[Path]) -> str:
-    """One digest of every WAV's relative path and bytes: the manifest records exactly which
-    recordings a dataset was built from (DVC cannot track a folder named by a parameter)."""
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
-    return digest.hexdigest()
-
-
 def read_folder(cfg: Mapping[str, Any], classes: Sequence[str]) -> tuple[list[Clip], dict]:
     """Every WAV under `cfg['folder']`; returns the clips and the provenance for the manifest."""
     if not cfg.get("folder"):
@@ -150,13 +153,19 @@ def read_folder(cfg: Mapping[str, Any], classes: Sequence[str]) -> tuple[list[Cl
     index = {name: i for i, name in enumerate(classes)}
     clips: list[Clip] = []
     skipped: list[tuple[str, str]] = []
+    # One digest of every WAV's relative path and bytes: the manifest records exactly which
+    # recordings the dataset was built from (DVC cannot track a folder named by a parameter).
+    digest = hashlib.sha256()
     for path in files:
         try:
+            content = _read_bytes(path)
+            file_sha = hashlib.sha256(content).hexdigest()
+            digest.update(f"{path.relative_to(folder).as_posix()}\0{file_sha}\n".encode())
             label, speaker, take = parse_name(path, folder, label_from)
             if label not in index:
                 raise DataError(f"{path}: label {label!r} is not one of data.audio.classes "
                                 f"{list(classes)}")
-            wave, rate = read_wav(path)
+            wave, rate = read_wav(path, content)
         except DataError as exc:
             if on_bad == "error":
                 raise
@@ -173,7 +182,7 @@ def read_folder(cfg: Mapping[str, Any], classes: Sequence[str]) -> tuple[list[Cl
     provenance = {
         "source": "folder", "folder": str(folder), "label_from": label_from,
         "files_found": len(files), "files_used": len(clips),
-        "folder_sha256": folder_sha256(folder, files),
+        "folder_sha256": digest.hexdigest(),
         "skipped": {"count": len(skipped), "files": [{"file": f, "reason": r}
                                                      for f, r in skipped]},
     }

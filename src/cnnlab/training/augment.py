@@ -39,6 +39,9 @@ class ShiftAndMask:
         """None when the config asks for nothing (absent, null or all zeros)."""
         if not cfg:
             return None
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(f"trainer.augment={cfg!r}: expected {{shift: [rows, columns], "
+                              "mask: [rows, columns]}")
         unknown = set(cfg) - {"shift", "mask"}
         if unknown:
             raise ConfigError(f"trainer.augment: unknown keys {sorted(unknown)}; "
@@ -46,10 +49,14 @@ class ShiftAndMask:
         aug = cls(_pair(cfg.get("shift"), "shift"), _pair(cfg.get("mask"), "mask"))
         return aug if any(aug.shift + aug.mask) else None
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if x.dim() != 4:
+    def check_input(self, shape: torch.Size) -> None:
+        """Refuse data that is not image-like (e.g. token ids), before training starts."""
+        if len(shape) != 4:
             raise ConfigError(f"trainer.augment needs image-like batches [B, C, H, W], got "
-                              f"shape {list(x.shape)}")
+                              f"shape {list(shape)}")
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        self.check_input(x.shape)
         x = x.float()
         for axis, (most_shift, most_mask) in ((2, (self.shift[0], self.mask[0])),
                                               (3, (self.shift[1], self.mask[1]))):

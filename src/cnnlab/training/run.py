@@ -85,8 +85,11 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path, ou
     module = Classifier(model, trainer_cfg.get("optimizer", "adam"), float(trainer_cfg["lr"]),
                         float(trainer_cfg.get("weight_decay", 0.0)), trainer_cfg.get("schedule", "none"))
     batch = int(trainer_cfg["batch_size"])
+    augment = ShiftAndMask.from_cfg(trainer_cfg.get("augment"))
+    if augment is not None:
+        augment.check_input(data.train.x.shape)
     train = TensorBatches(data.train.x, data.train.y, batch, shuffle=True, seed=seed,
-                          augment=ShiftAndMask.from_cfg(trainer_cfg.get("augment")))
+                          augment=augment)
     val = TensorBatches(data.val.x, data.val.y, int(trainer_cfg.get("eval_batch_size", 1000)), False)
     test = TensorBatches(data.test.x, data.test.y, int(trainer_cfg.get("eval_batch_size", 1000)), False)
     history = EpochHistory()
@@ -102,7 +105,7 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path, ou
     n_params = count_parameters(model)
     tags = {"cnnlab.experiment": name, "cnnlab.dataset": str(data.manifest.get("dataset", "")),
             "cnnlab.model": str(cfg["model"].get("name"))}
-    with (torch_threads(trainer_cfg.get("threads")),
+    with (torch_threads(trainer_cfg.get("threads"), "trainer.threads"),
           tracking.start_run(name, run_name or name, tags, sweep_id) as run):
         tracking.log_params({**cfg, "data_manifest_sha256": data.manifest.get("files", {})})
         fit_start = time.perf_counter()
