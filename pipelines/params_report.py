@@ -6,11 +6,11 @@ from pathlib import Path
 
 from _entry import plain, stage
 
-from cnnlab import tracking
-from cnnlab.analysis.claims import Claim, markdown_table, read_metrics, write_claims
+from cnnlab.core import tracking
+from cnnlab.core.claims import Claim, markdown_table, read_metrics, write_claims
 from cnnlab.analysis.params import conv_as_dense, layer_table
 from cnnlab.data.prepared import load_prepared
-from cnnlab.io import write_json, write_text
+from cnnlab.core.io import write_json, write_text
 from cnnlab.training.batches import as_model_input
 from cnnlab.training.checkpoint import load_checkpoint
 

@@ -6,7 +6,7 @@ from _entry import plain, stage
 
 from cnnlab.data import text
 from cnnlab.data.prepared import write_prepared
-from cnnlab.io import atomic_dir
+from cnnlab.core.io import atomic_dir
 
 
 @stage

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from _entry import stage
 
-from cnnlab import tracking
+from cnnlab.core import tracking
 from cnnlab.analysis import sentences
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from cnnlab.analysis import speech
-from cnnlab.analysis.claims import read_claims
+from cnnlab.core.claims import read_claims
 from cnnlab.data import audio
 from cnnlab.data.prepared import load_prepared
 from cnnlab.training.checkpoint import load_checkpoint

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cnnlab.data import mnist
-from cnnlab.errors import DataError
+from cnnlab.core.errors import DataError
 from tests.conftest import ROOT
 from tests.unit.test_mnist_readers import write_idx_folder
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from cnnlab.analysis import sentences
-from cnnlab.analysis.claims import read_claims
+from cnnlab.core.claims import read_claims
 from cnnlab.data import text
 from cnnlab.data.prepared import load_prepared, write_prepared
-from cnnlab.errors import DataError
-from cnnlab.io import atomic_dir, write_json
+from cnnlab.core.errors import DataError
+from cnnlab.core.io import atomic_dir, write_json
 from cnnlab.training.checkpoint import load_checkpoint
 from cnnlab.training.run import RunOutputs, train_experiment
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.core.errors import CheckpointError, ConfigError
 from cnnlab.training.checkpoint import load_checkpoint
 from cnnlab.training.run import RunOutputs, train_experiment
 from tests.conftest import ROOT

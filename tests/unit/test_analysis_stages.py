@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from cnnlab.analysis.hierarchy import run_hierarchy
 from cnnlab.analysis.invariance import run_invariance
 from cnnlab.analysis.visualize import PAD_RGB, run_classes, run_units
-from cnnlab.errors import CheckpointError, DataError
+from cnnlab.core.errors import CheckpointError, DataError
 from cnnlab.models import InputSpec, build_model
 from cnnlab.training.checkpoint import save_checkpoint
 from tests.conftest import ROOT, compose_config

@@ -25,7 +25,7 @@ from cnnlab.analysis.ascent import (
 from cnnlab.analysis.hierarchy import formula_fields, gradient_map, spread
 from cnnlab.analysis.invariance import subsample_restore
 from cnnlab.analysis.visualize import ink_fraction, pearson, tile_grid
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 from cnnlab.models import InputSpec, build_model
 
 SHAPE = (1, 28, 28)

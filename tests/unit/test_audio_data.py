@@ -12,7 +12,7 @@ import torch
 import torchaudio
 
 from cnnlab.data import audio
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.core.errors import ConfigError, DataError
 
 RATE = 8000
 

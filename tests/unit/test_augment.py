@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 from cnnlab.training.augment import ShiftAndMask
 from cnnlab.training.batches import TensorBatches
 

@@ -12,9 +12,9 @@ from cnnlab.analysis import backbone as bb
 from cnnlab.analysis.dream import DreamSettings, deep_dream, dream_and_measure, run_deepdream, truncate
 from cnnlab.analysis.style import StyleObjective, StyleSettings, gram_matrix, run_style, transfer_style
 from cnnlab.data.prepared import Split, write_prepared
-from cnnlab.errors import CheckpointError, ConfigError, DataError
+from cnnlab.core.errors import CheckpointError, ConfigError, DataError
 from cnnlab.models import InputSpec, build_model
-from cnnlab.threads import torch_threads
+from cnnlab.core.threads import torch_threads
 from cnnlab.training.checkpoint import save_checkpoint
 
 TINY_CNN = {"name": "convnet", "conv": [{"channels": 4, "kernel": 3}, {"channels": 6, "kernel": 3}],

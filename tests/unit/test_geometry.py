@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 from cnnlab.models import InputSpec, build_model, count_parameters
 from cnnlab.models.geometry import output_size, plan_convnet, receptive_fields
 from tests.conftest import compose_config

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cnnlab.data import mnist
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.core.errors import ConfigError, DataError
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

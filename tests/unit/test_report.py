@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.analysis.report import build_report, read_checked_claims, run_report
-from cnnlab.errors import DataError
+from cnnlab.core.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = {"params": "MNIST parameters", "audio": "Speech", "style": "Style transfer"}

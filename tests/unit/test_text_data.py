@@ -16,8 +16,8 @@ import torch
 
 from cnnlab.data import text
 from cnnlab.data.prepared import load_prepared, write_prepared
-from cnnlab.errors import ConfigError, DataError
-from cnnlab.io import atomic_dir
+from cnnlab.core.errors import ConfigError, DataError
+from cnnlab.core.io import atomic_dir
 
 GLOVE_WORDS = ["the", "film", "is", "good", "bad", "great", ".", "not", "n't", "do", "boring"]
 

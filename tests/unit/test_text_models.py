@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 from cnnlab.models import InputSpec, build_model, count_parameters
 from cnnlab.training.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.training.module import Classifier

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from cnnlab.errors import ConfigError
-from cnnlab.threads import torch_threads
+from cnnlab.core.errors import ConfigError
+from cnnlab.core.threads import torch_threads
 
 
 def test_threads_set_inside_and_restored_after() -> None:

@@ -1,7 +1,7 @@
 import pytest
 
-from cnnlab import tracking
-from cnnlab.io import atomic_dir, atomic_path, write_json
+from cnnlab.core import tracking
+from cnnlab.core.io import atomic_dir, atomic_path, write_json
 
 
 def test_dvc_temp_copies_log_to_the_original_project(tmp_path, monkeypatch):
@@ -62,7 +62,7 @@ def test_artifacts_live_beside_the_sqlite_database(tmp_path, monkeypatch, isolat
 def test_saved_tensors_are_byte_identical_across_writes(tmp_path):
     import torch
 
-    from cnnlab.io import save_torch
+    from cnnlab.core.io import save_torch
 
     save_torch(tmp_path / "a.pt", {"x": torch.arange(5)})
     save_torch(tmp_path / "b.pt", {"x": torch.arange(5)})

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # activations [B, ...] -> one score per image
 PARAMETRISATIONS = ("clamp", "sigmoid")

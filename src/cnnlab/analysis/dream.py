@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.analysis.backbone import build_backbone, bundled_image
-from cnnlab.analysis.claims import Claim, markdown_table, write_claims
-from cnnlab.errors import ConfigError, DataError
-from cnnlab.io import atomic_dir, write_json, write_text
-from cnnlab.threads import torch_threads
+from cnnlab.core.claims import Claim, markdown_table, write_claims
+from cnnlab.core.errors import ConfigError, DataError
+from cnnlab.core.io import atomic_dir, write_json, write_text
+from cnnlab.core.threads import torch_threads
 
 LayerFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -246,7 +246,7 @@ def _run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out
                                            "control_ratio", "pixel_change", "seconds"]))
         write_claims(tmp / "claims.json", claims)
     if track:
-        from cnnlab.tracking import log_stage
+        from cnnlab.core.tracking import log_stage
 
         log_stage("analysis", "deepdream", params=cfg,
                   metrics={"digits_ratio": digit_stats["ratio"],

@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.ascent import LayerProbe, frozen, layer_output_shape
-from cnnlab.analysis.claims import Claim, markdown_table, write_claims
+from cnnlab.core.claims import Claim, markdown_table, write_claims
 from cnnlab.analysis.visualize import csv_text, load_inputs, tile_grid, track_stage
-from cnnlab.errors import ConfigError, DataError
-from cnnlab.io import atomic_dir, write_json, write_text
+from cnnlab.core.errors import ConfigError, DataError
+from cnnlab.core.io import atomic_dir, write_json, write_text
 from cnnlab.models.geometry import receptive_fields
-from cnnlab.threads import torch_threads
+from cnnlab.core.threads import torch_threads
 
 
 def formula_fields(model: nn.Module, layers: Sequence[str], input_shape: Sequence[int]

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.analysis.ascent import shift
-from cnnlab.analysis.claims import Claim, markdown_table, write_claims
+from cnnlab.core.claims import Claim, markdown_table, write_claims
 from cnnlab.analysis.visualize import csv_text, load_inputs, track_stage
-from cnnlab.errors import ConfigError
-from cnnlab.io import atomic_dir, write_json, write_text
-from cnnlab.threads import torch_threads
+from cnnlab.core.errors import ConfigError
+from cnnlab.core.io import atomic_dir, write_json, write_text
+from cnnlab.core.threads import torch_threads
 
 RESTORE_MODES = ("nearest", "bilinear")
 

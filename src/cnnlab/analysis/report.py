@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from cnnlab.analysis.claims import Claim, markdown_table, read_metrics
-from cnnlab.errors import DataError
-from cnnlab.io import write_json, write_text
+from cnnlab.core.claims import Claim, markdown_table, read_metrics
+from cnnlab.core.errors import DataError
+from cnnlab.core.io import write_json, write_text
 
 METRIC_COLUMNS = ["experiment", "test_acc", "final_val_acc", "params", "epochs", "seconds_per_epoch"]
 CLAIM_COLUMNS = ["topic", "claim", "experiment", "measured", "value", "holds"]
@@ -260,7 +260,7 @@ def build_report(reports_dir: Path, metrics_dir: Path, plots_dir: Path | None,
     summary = summarise(topics)
     curves_path = reports_dir / CURVES_NAME
     if curves:
-        from cnnlab.io import atomic_path
+        from cnnlab.core.io import atomic_path
 
         with atomic_path(curves_path) as tmp:
             tmp.write_bytes(curves)
@@ -281,7 +281,7 @@ def run_report(cfg: Mapping[str, Any], reports_dir: Path, metrics_dir: Path,
     """Build the report and log it to MLflow (experiment `report`, run `report`)."""
     result = build_report(reports_dir, metrics_dir, plots_dir, dict(cfg.get("topics") or {}))
     if track:
-        from cnnlab.tracking import log_stage
+        from cnnlab.core.tracking import log_stage
 
         files = [reports_dir / n for n in ("report.md", "report.html", "report.json", CURVES_NAME)]
         log_stage("report", "report", params=cfg,

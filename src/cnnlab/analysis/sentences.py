@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.analysis.claims import Claim, markdown_table, read_metrics, write_claims
-from cnnlab.errors import DataError
-from cnnlab.io import write_json, write_text
+from cnnlab.core.claims import Claim, markdown_table, read_metrics, write_claims
+from cnnlab.core.errors import DataError
+from cnnlab.core.io import write_json, write_text
 
 # Accuracy on MR reported by Kim (2014), Table 2, per variant.
 KIM_2014_MR = {"rand": ("CNN-rand", 76.1), "static": ("CNN-static", 81.0),

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.analysis.claims import Claim, markdown_table, read_metrics, write_claims
-from cnnlab.errors import DataError
-from cnnlab.io import atomic_path, write_json, write_text
+from cnnlab.core.claims import Claim, markdown_table, read_metrics, write_claims
+from cnnlab.core.errors import DataError
+from cnnlab.core.io import atomic_path, write_json, write_text
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.analysis.backbone import Backbone, build_backbone, bundled_image
-from cnnlab.analysis.claims import Claim, markdown_table, write_claims
-from cnnlab.errors import ConfigError
-from cnnlab.io import atomic_dir, write_json, write_text
-from cnnlab.threads import torch_threads
+from cnnlab.core.claims import Claim, markdown_table, write_claims
+from cnnlab.core.errors import ConfigError
+from cnnlab.core.io import atomic_dir, write_json, write_text
+from cnnlab.core.threads import torch_threads
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -238,7 +238,7 @@ def _run_style(cfg: Mapping[str, Any], out_dir: Path, track: bool) -> dict[str, 
                    + markdown_table(rows, ["measure", "value"]))
         write_claims(tmp / "claims.json", [claim])
     if track:
-        from cnnlab.tracking import log_stage
+        from cnnlab.core.tracking import log_stage
 
         log_stage("analysis", "style", params=cfg,
                   metrics={k: v for k, v in numbers.items() if k != "evaluations"},

@@ -33,11 +33,11 @@ from cnnlab.analysis.ascent import (
     relu,
     unit_objective,
 )
-from cnnlab.analysis.claims import Claim, markdown_table, write_claims
-from cnnlab.errors import ConfigError, DataError
-from cnnlab.io import atomic_dir, save_torch, write_json, write_text
-from cnnlab.threads import torch_threads
-from cnnlab.tracking import flatten
+from cnnlab.core.claims import Claim, markdown_table, write_claims
+from cnnlab.core.errors import ConfigError, DataError
+from cnnlab.core.io import atomic_dir, save_torch, write_json, write_text
+from cnnlab.core.threads import torch_threads
+from cnnlab.core.tracking import flatten
 
 PAD_RGB = (40, 90, 160)  # grid padding: a colour no grey tile pixel can have
 EXPERIMENT = "analysis"  # the MLflow experiment of every analysis stage
@@ -134,7 +134,7 @@ def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
 
 def track_stage(name: str, cfg: Mapping[str, Any], metrics: Mapping[str, Any],
                 out_dir: Path) -> None:
-    from cnnlab.tracking import log_stage
+    from cnnlab.core.tracking import log_stage
 
     log_stage(EXPERIMENT, name, params=cfg, metrics=numeric_metrics(metrics),
               artifacts=sorted(p for p in out_dir.iterdir() if p.is_file()), artifact_dir=name)

@@ -35,8 +35,8 @@ import torch
 import torchaudio
 
 from cnnlab.data.prepared import Split, write_prepared
-from cnnlab.errors import ConfigError, DataError
-from cnnlab.io import atomic_dir, sha256_file
+from cnnlab.core.errors import ConfigError, DataError
+from cnnlab.core.io import atomic_dir, sha256_file
 
 DIGITS = [str(d) for d in range(10)]
 SOURCES = ("synthetic", "folder")

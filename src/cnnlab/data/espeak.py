@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.core.errors import ConfigError, DataError
 
 PACKAGE = "espeakng_loader"
 AUDIO_OUTPUT_SYNCHRONOUS = 2

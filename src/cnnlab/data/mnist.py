@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from cnnlab.data.prepared import Split
-from cnnlab.errors import ConfigError, DataError
-from cnnlab.io import atomic_path, sha256_file
+from cnnlab.core.errors import ConfigError, DataError
+from cnnlab.core.io import atomic_path, sha256_file
 
 CLASSES = [str(d) for d in range(10)]
 IDX_FILES = {

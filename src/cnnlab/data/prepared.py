@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from cnnlab.errors import DataError
-from cnnlab.io import save_torch, sha256_file, write_json
+from cnnlab.core.errors import DataError
+from cnnlab.core.io import save_torch, sha256_file, write_json
 
 SPLITS = ("train", "val", "test")
 

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from cnnlab.data.prepared import Split
-from cnnlab.errors import ConfigError, DataError
-from cnnlab.io import sha256_file, write_text
+from cnnlab.core.errors import ConfigError, DataError
+from cnnlab.core.io import sha256_file, write_text
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1

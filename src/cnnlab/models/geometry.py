@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 
 Shape = tuple[int, ...]
 

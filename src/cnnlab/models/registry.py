@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 from cnnlab.models.registry import InputSpec, register
 
 EMBEDDING_MODES = ("rand", "static", "nonstatic")

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 
 
 def _pair(value: Any, key: str) -> tuple[int, int]:

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.io import save_torch
+from cnnlab.core.errors import CheckpointError, CnnlabError
+from cnnlab.core.io import save_torch
 from cnnlab.models import InputSpec, build_model
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 from cnnlab.training.batches import as_model_input
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,

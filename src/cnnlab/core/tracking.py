@@ -94,9 +94,9 @@ def _sweep_parent(experiment_id: str, sweep_id: str) -> str:
 
 
 @contextlib.contextmanager
-def start_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = None,
+def stage_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = None,
               sweep_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
-    """Start a run in MLflow experiment `experiment`; runs of one sweep share a parent."""
+    """One run in MLflow experiment `experiment` around a stage; a sweep's runs share a parent."""
     uri = configure()
     if mlflow.get_experiment_by_name(experiment) is None:
         mlflow.create_experiment(experiment, artifact_location=artifact_location(uri, experiment))
@@ -109,15 +109,36 @@ def start_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
         yield run
 
 
-def log_stage(experiment: str, run_name: str, params: Mapping[str, Any] | None = None,
-              metrics: Mapping[str, float] | None = None, artifacts: list[Path] | None = None,
-              artifact_dir: str | None = None) -> str:
-    """One MLflow run for an analysis or report stage: its params, numbers and files."""
-    with start_run(experiment, run_name, {"cnnlab.stage": run_name}) as run:
-        if params:
-            log_params(params)
-        if metrics:
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        for path in artifacts or []:
-            mlflow.log_artifact(str(path), artifact_path=artifact_dir)
-        return run.info.run_id
+def numeric(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Nested metrics as flat dotted names, numbers only (what MLflow takes)."""
+    return {name: float(value) for name, value in flatten(metrics, prefix).items()
+            if isinstance(value, int | float) and not isinstance(value, bool)}
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    if metrics:
+        mlflow.log_metrics(dict(metrics), step=step)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def log_files(files: list[Path]) -> None:
+    """Log output files as artifacts, each under the folder it has below the project."""
+    base = Path.cwd().resolve()
+    for path in files:
+        resolved = Path(path).resolve()
+        folder = resolved.parent.relative_to(base).as_posix() \
+            if resolved.is_relative_to(base) else resolved.parent.name
+        mlflow.log_artifact(str(resolved), artifact_path=None if folder == "." else folder)
+
+
+def log_model(model: Any, example: Any, registered_name: str | None) -> None:
+    """Log a model (a traced graph that serves without cnnlab) and register it by name."""
+    import mlflow.pytorch
+    import torch
+
+    mlflow.pytorch.log_model(model, name="model", input_example=example.numpy(),
+                             registered_model_name=registered_name,
+                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import torch
 
-from cnnlab.errors import ConfigError
+from cnnlab.core.errors import ConfigError
 
 
 @contextlib.contextmanager

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import DataError
-from cnnlab.io import write_json
+from cnnlab.core.errors import DataError
+from cnnlab.core.io import write_json
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""What every stage shares: config validation, atomic outputs, tracking, errors, threads."""

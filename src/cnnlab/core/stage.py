@@ -1,0 +1,258 @@
+"""The stage contract. A stage declares its config schema and returns its result; this module
+does everything else, once, for every stage:
+
+- composes the config (DVC: `--config-dir . --config-name params`; by hand: `conf/`),
+  checks the stage's section against its schema before any work (a wrong type, an unknown or
+  a missing key is a ConfigError naming the key);
+- stages every output in a temporary sibling and publishes it only when the stage succeeds;
+- writes the stage's metrics (`metrics/<name>.json`) and claims (`reports/<name>/claims.json`);
+- holds one MLflow run around the stage and logs its config, metrics and outputs to it;
+- prints a CnnlabError as one line and exits with code 2.
+
+A stage script is then:
+
+    @stage("classes", section="analysis.classes", schema=ClassesConfig)
+    def main(cfg: dict, ctx: StageContext) -> StageResult:
+        ...science, writing into ctx.out_dir(ctx.paths.reports / "classes")...
+        return StageResult(metrics, claims)
+
+`run=<name>` picks the entry of a section shared by several stages (`train.{run}`,
+`analysis.{run}`), as DVC's `foreach` stages pass it. In a Hydra multirun, every output path
+moves under the job's own folder (DVC's outputs are never overwritten) and the jobs' MLflow
+runs share one parent run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from cnnlab.core import tracking
+from cnnlab.core.claims import Claim, write_claims
+from cnnlab.core.errors import CnnlabError, ConfigError
+from cnnlab.core.io import write_json
+
+OUTPUT_PATHS = ("models", "metrics", "plots", "reports")  # moved under a multirun job's folder
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where stages read and write (`paths` of the config)."""
+
+    prepared: Path
+    models: Path
+    metrics: Path
+    plots: Path
+    reports: Path
+
+
+@dataclass
+class StageResult:
+    """What a stage hands back: numbers for `metrics/<name>.json` and MLflow, and claims."""
+
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)  # printed, one line each
+    metrics_file: Path | None = None  # default: <paths.metrics>/<name>.json
+
+
+@dataclass
+class StageContext:
+    """What the contract gives a stage besides its own config."""
+
+    name: str
+    paths: Paths
+    root: dict[str, Any]  # the whole composed config, for stages that read other sections
+    _staged: dict[Path, Path] = field(default_factory=dict)  # final path -> temporary path
+
+    def out_dir(self, final: str | Path) -> Path:
+        """A fresh folder to fill; it replaces `final` when the stage succeeds."""
+        final = Path(final)
+        if final not in self._staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._staged[final] = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp",
+                                                        dir=final.parent))
+            self._staged[final].chmod(0o755)
+        return self._staged[final]
+
+    def out_file(self, final: str | Path) -> Path:
+        """A temporary path to write; it replaces `final` when the stage succeeds."""
+        final = Path(final)
+        if final not in self._staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+            os.close(fd)
+            os.chmod(tmp, 0o644)
+            self._staged[final] = Path(tmp)
+        return self._staged[final]
+
+    def publish(self) -> list[Path]:
+        """Move every staged output into place; returns the published files."""
+        files = []
+        for final, tmp in self._staged.items():
+            if tmp.is_dir():
+                old = final.with_name(f".{final.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                if final.exists():
+                    os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+                files += sorted(p for p in final.rglob("*") if p.is_file())
+            else:
+                os.replace(tmp, final)
+                files.append(final)
+        self._staged.clear()
+        return files
+
+    def discard(self) -> None:
+        for tmp in self._staged.values():
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+
+def validate(section: Any, schema: type, where: str) -> dict[str, Any]:
+    """`section` checked against dataclass `schema`: plain, resolved dicts and lists.
+
+    The schema holds types only; the values (and so every default) live in `conf/`.
+    """
+    values = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) \
+        else section
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of settings, got {values!r}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        missing = sorted(OmegaConf.missing_keys(merged))
+        if missing:
+            raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+        return OmegaConf.to_container(merged, resolve=True)
+    except MissingMandatoryValue as exc:
+        raise ConfigError(f"{where}.{exc.full_key}: missing value") from None
+    except OmegaConfBaseException as exc:
+        reason = str(exc).splitlines()[0]
+        key = f"{where}.{exc.full_key}" if getattr(exc, "full_key", None) else where
+        raise ConfigError(f"{key}: {reason}") from None
+
+
+def select(cfg: DictConfig, dotted: str) -> Any:
+    node = OmegaConf.select(cfg, dotted, throw_on_missing=False)
+    if node is None:
+        parent, _, key = dotted.rpartition(".")
+        choices = OmegaConf.select(cfg, parent) if parent else cfg
+        known = sorted(choices) if isinstance(choices, Mapping) else []
+        raise ConfigError(f"{dotted}: no such entry in the config (entries of {parent}: {known})")
+    return node
+
+
+def _paths(cfg: DictConfig, job_dir: Path | None) -> Paths:
+    paths = {k: Path(v) for k, v in validate(cfg.paths, Paths, "paths").items()}
+    if job_dir is not None:  # a multirun job keeps its outputs apart from DVC's
+        paths.update({k: job_dir / k for k in OUTPUT_PATHS})
+    return Paths(**paths)
+
+
+def _hydra_job() -> tuple[Path | None, str | None, str | None]:
+    """(job output folder, sweep id, job overrides) in a Hydra multirun; Nones otherwise."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, None, None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None, None, None
+    return Path(hc.runtime.output_dir), Path(hc.sweep.dir).name, hc.job.override_dirname
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A declared stage: `stage()` runs it from the command line, `.run(cfg)` in process."""
+
+    body: Callable[[dict[str, Any], StageContext], StageResult]
+    name: str  # may hold "{run}"
+    section: str  # dotted key of the stage's config; may hold "{run}"
+    schema: type
+    experiment: str  # the MLflow experiment; may hold "{run}"
+
+    def run(self, cfg: DictConfig) -> StageResult:
+        """Validate, run, publish, track: the whole contract on a composed config."""
+        entry = str(cfg.get("run", ""))
+        fill = functools.partial(str.format, run=entry)
+        name, section = fill(self.name), fill(self.section)
+        own = validate(select(cfg, section), self.schema, section)
+        job_dir, sweep_id, overrides = _hydra_job()
+        ctx = StageContext(name, _paths(cfg, job_dir), OmegaConf.to_container(cfg, resolve=True))
+        run_name = f"{name} {overrides}" if overrides else name
+        try:
+            with tracking.stage_run(fill(self.experiment), run_name, {"cnnlab.stage": name},
+                                    sweep_id):
+                tracking.log_params(own)
+                result = self.body(own, ctx)
+                self._write_results(ctx, result)
+                files = ctx.publish()
+                tracking.log_metrics(tracking.numeric(result.metrics))
+                tracking.log_files(files)
+        finally:
+            ctx.discard()
+        for line in result.summary:
+            print(line)
+        return result
+
+    @staticmethod
+    def _write_results(ctx: StageContext, result: StageResult) -> None:
+        if result.claims:
+            write_claims(ctx.out_dir(ctx.paths.reports / ctx.name) / "claims.json", result.claims)
+        if result.metrics:
+            final = result.metrics_file or ctx.paths.metrics / f"{ctx.name}.json"
+            write_json(ctx.out_file(final), dict(result.metrics))
+
+    def __call__(self) -> None:
+        """The command-line entry point: a Hydra app with one-line errors (exit code 2)."""
+        import hydra
+
+        if "-m" not in sys.argv and "--multirun" not in sys.argv:
+            # single runs write nothing of Hydra's own (no outputs/<date> directories)
+            sys.argv += ["hydra.output_subdir=null", "hydra.run.dir=.",
+                         "hydra/job_logging=none", "hydra/hydra_logging=none"]
+
+        def task(cfg: DictConfig) -> None:
+            try:
+                self.run(cfg)
+            except CnnlabError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                sys.exit(2)
+
+        hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+
+
+def conf_dir() -> Path:
+    """The project's `conf/`, found from the working directory (DVC passes its own)."""
+    for candidate in (Path.cwd(), *Path.cwd().parents):
+        if (candidate / "conf" / "config.yaml").is_file():
+            return candidate / "conf"
+    return Path.cwd() / "conf"
+
+
+def stage(name: str, section: str, schema: type, experiment: str = "analysis"
+          ) -> Callable[[Callable[[dict[str, Any], StageContext], StageResult]], Stage]:
+    """Declare a stage: `name` and `section` may hold "{run}" (see the module docstring)."""
+    if not dataclasses.is_dataclass(schema):
+        raise TypeError(f"stage {name}: schema must be a dataclass, got {schema!r}")
+
+    def wrap(body: Callable[[dict[str, Any], StageContext], StageResult]) -> Stage:
+        return Stage(body, name, section, schema, experiment)
+
+    return wrap
