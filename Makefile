@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
-.PHONY: install params repro test lint ui bench clean
+.PHONY: install params repro test test-quick lint ui bench clean
 
 $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ repro: params  ## run the whole pipeline on the offline default data
 
 test: install  ## run the test suite
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
+
+test-quick: install  ## run only the fast unit tests (pytest -m unit)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m unit
 
 lint: install
 	$(BIN)/ruff check src pipelines tests benchmarks

@@ -1,33 +1,21 @@
-"""Stage audio_results: metrics/audio_*.json -> reports/audio/{results.md,results.json,claims.json}.
+"""Stage audio_results: every audio model's metrics in one table, and the speech claims.
 
-On another prepared dataset (e.g. FSDD) point it at that run's folders:
-    python pipelines/audio_results.py paths.metrics=metrics/fsdd_take \
-        paths.reports=reports/fsdd_take data.audio.dataset=fsdd_take
+On another prepared dataset (e.g. FSDD) the dataset follows `data.audio.dataset`:
+    python pipelines/audio_results.py data.audio.dataset=fsdd_take paths.reports=reports/fsdd_take
 """
 
-from pathlib import Path
-
-from _entry import stage
-
-from cnnlab.core import tracking
-from cnnlab.analysis import speech
+from cnnlab.analysis.speech import SpeechResultsConfig, write_speech_results
+from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage
-def main(cfg) -> None:
-    paths = cfg.paths
-    dataset = str(cfg.data.audio.dataset)
-    results = speech.write_speech_results(Path(paths.metrics),
-                                          Path(paths.prepared) / dataset / "manifest.json",
-                                          Path(paths.reports) / "audio")
-    tracking.log_stage("audio_results", f"audio_results {dataset}",
-                       params={"experiments": [e.name for e in speech.EXPERIMENTS],
-                               "dataset": dataset, "metrics": str(paths.metrics)},
-                       metrics={f"{r['experiment']}.test_acc":
-                                r["test acc %"] / 100 for r in results.rows},
-                       artifacts=results.files)
-    for claim in results.claims:
-        print(f"audio_results: holds={claim.holds}: {claim.evidence}")
+@stage("audio_results", section="analysis.audio_results", schema=SpeechResultsConfig)
+def main(cfg: dict, ctx: StageContext) -> StageResult:
+    paths = ctx.paths
+    metrics, claims = write_speech_results(cfg, ctx.root["train"], paths.metrics / cfg["dataset"],
+                                           paths.prepared / cfg["dataset"],
+                                           ctx.out_dir(paths.reports / "audio_results"))
+    return StageResult(metrics, claims, [f"audio_results: holds={c.holds}: {c.evidence}"
+                                         for c in claims])
 
 
 if __name__ == "__main__":

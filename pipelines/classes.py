@@ -3,23 +3,20 @@
 DVC: python pipelines/classes.py --config-dir . --config-name params
 """
 
-from pathlib import Path
-
-from _entry import plain, stage
-
-from cnnlab.analysis.visualize import run_classes
+from cnnlab.analysis.classes import ClassesConfig, run_classes
+from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage
-def main(cfg) -> None:
-    opts = plain(cfg.analysis.classes)
-    paths = cfg.paths
-    metrics = run_classes(opts, Path(paths.models) / opts["experiment"] / "model.ckpt",
-                          Path(paths.prepared) / opts["dataset"], Path(paths.reports) / "classes")
-    for variant in ("unconstrained", "few_ink"):
-        s = metrics[variant]
-        print(f"classes {variant}: min confidence {s['min_confidence']:.4f}, ink fraction "
-              f"{s['ink_fraction']:.3f}, correlation with mean digit {s['corr_mean_digit']:.3f}")
+@stage("classes", section="analysis.classes", schema=ClassesConfig)
+def main(cfg: dict, ctx: StageContext) -> StageResult:
+    paths = ctx.paths
+    metrics, claims = run_classes(cfg, paths.models / cfg["experiment"] / "model.ckpt",
+                                  paths.prepared / cfg["dataset"],
+                                  ctx.out_dir(paths.reports / "classes"))
+    return StageResult(metrics, claims, [
+        f"classes {variant}: min confidence {s['min_confidence']:.4f}, ink fraction "
+        f"{s['ink_fraction']:.3f}, correlation with mean digit {s['corr_mean_digit']:.3f}"
+        for variant, s in ((v, metrics[v]) for v in ("unconstrained", "few_ink"))])
 
 
 if __name__ == "__main__":

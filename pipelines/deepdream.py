@@ -3,24 +3,20 @@
 DVC: python pipelines/deepdream.py --config-dir . --config-name params
 """
 
-from pathlib import Path
-
-from _entry import plain, stage
-
-from cnnlab.analysis.dream import run_deepdream
+from cnnlab.analysis.dream import DeepDreamConfig, run_deepdream
+from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage
-def main(cfg) -> None:
-    opts = plain(cfg.analysis.deepdream)
-    paths = cfg.paths
-    result = run_deepdream(
-        opts, Path(paths.models) / opts["digits"]["experiment"] / "model.ckpt",
-        Path(paths.prepared) / opts["digits"]["dataset"], Path(paths.reports) / "deepdream")
-    for name in ("digits", "photo"):
-        row = result[name]
-        print(f"deepdream {name} {row['network']}:{row['layer']}: activation norm "
-              f"x{row['ratio']:.2f} (noise x{row['control_ratio']:.2f}) in {row['seconds']:.1f}s")
+@stage("deepdream", section="analysis.deepdream", schema=DeepDreamConfig)
+def main(cfg: dict, ctx: StageContext) -> StageResult:
+    paths = ctx.paths
+    metrics, claims = run_deepdream(
+        cfg, paths.models / cfg["digits"]["experiment"] / "model.ckpt",
+        paths.prepared / cfg["digits"]["dataset"], ctx.out_dir(paths.reports / "deepdream"))
+    return StageResult(metrics, claims, [
+        f"deepdream {name} {row['network']}:{row['layer']}: activation norm x{row['ratio']:.2f} "
+        f"(noise x{row['control_ratio']:.2f}) in {row['seconds']:.1f}s"
+        for name, row in ((n, metrics[n]) for n in ("digits", "photo"))])
 
 
 if __name__ == "__main__":

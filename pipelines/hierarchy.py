@@ -3,25 +3,22 @@
 DVC: python pipelines/hierarchy.py --config-dir . --config-name params
 """
 
-from pathlib import Path
-
-from _entry import plain, stage
-
-from cnnlab.analysis.hierarchy import run_hierarchy
+from cnnlab.analysis.hierarchy import HierarchyConfig, run_hierarchy
+from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage
-def main(cfg) -> None:
-    opts = plain(cfg.analysis.hierarchy)
-    paths = cfg.paths
-    reports = Path(paths.reports)
-    metrics = run_hierarchy(opts, Path(paths.models) / opts["experiment"] / "model.ckpt",
-                            Path(paths.prepared) / opts["dataset"],
-                            [reports / name / "images.pt" for name in opts["images_from"]],
-                            reports / "hierarchy")
-    for layer, row in metrics.items():
-        print(f"hierarchy {layer}: receptive field {row['receptive_field']} px, gradient spread "
-              f"{row['gradient_spread']:.2f} px, 90% area {row['gradient_area90']} px")
+@stage("hierarchy", section="analysis.hierarchy", schema=HierarchyConfig)
+def main(cfg: dict, ctx: StageContext) -> StageResult:
+    reports = ctx.paths.reports
+    metrics, claims = run_hierarchy(
+        cfg, ctx.paths.models / cfg["experiment"] / "model.ckpt",
+        ctx.paths.prepared / cfg["dataset"],
+        [reports / name / "images.pt" for name in cfg["images_from"]],
+        ctx.out_dir(reports / "hierarchy"))
+    return StageResult(metrics, claims, [
+        f"hierarchy {layer}: receptive field {row['receptive_field']} px, gradient spread "
+        f"{row['gradient_spread']:.2f} px, 90% area {row['gradient_area90']} px"
+        for layer, row in metrics.items()])
 
 
 if __name__ == "__main__":

@@ -5,21 +5,18 @@ Offline default: eSpeak NG voices (`data.audio.source=synthetic`). Real recordin
         data.audio.folder=../shared/datasets/fsdd/recordings data.audio.split.by=take
 """
 
-from pathlib import Path
-
-from _entry import plain, stage
-
-from cnnlab.data import audio
+from cnnlab.core.stage import StageContext, StageResult, stage
+from cnnlab.data.audio.prepare import AudioConfig, prepare
 
 
-@stage
-def main(cfg) -> None:
-    data_cfg = plain(cfg.data.audio)
-    out = Path(cfg.paths.prepared) / str(data_cfg.get("dataset", "audio"))
-    manifest = audio.prepare(data_cfg, out)
+@stage("prepare_audio", section="data.audio", schema=AudioConfig, experiment="data")
+def main(cfg: dict, ctx: StageContext) -> StageResult:
+    out = ctx.paths.prepared / cfg["dataset"]
+    manifest = prepare(cfg, ctx.out_dir(out))
     skipped = manifest.get("skipped", {}).get("count", 0)
-    print(f"prepare_audio: {manifest['source']} {manifest['sizes']} x {manifest['input_shape']}"
-          f"{f', skipped {skipped} bad files' if skipped else ''} -> {out}")
+    return StageResult({"sizes": manifest["sizes"], "skipped": skipped}, summary=[
+        f"prepare_audio: {manifest['source']} {manifest['sizes']} x {manifest['input_shape']}"
+        f"{f', skipped {skipped} bad files' if skipped else ''} -> {out}"])
 
 
 if __name__ == "__main__":

@@ -3,20 +3,20 @@
 DVC: python pipelines/report.py --config-dir . --config-name params
 """
 
-from pathlib import Path
-
-from _entry import plain, stage
-
-from cnnlab.analysis.report import run_report
+from cnnlab.analysis.report import ReportConfig, Training, build_report
+from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage
-def main(cfg) -> None:
-    paths = cfg.paths
-    result = run_report(plain(cfg.analysis.report), Path(paths.reports), Path(paths.metrics),
-                        Path(paths.plots))
-    print(f"report: {result['hold']} of {result['claims']} claims hold, {result['fail']} fail, "
-          f"{result['topics_not_run']} topics not run -> {Path(paths.reports) / 'report.html'}")
+@stage("report", section="analysis.report", schema=ReportConfig, experiment="report")
+def main(cfg: dict, ctx: StageContext) -> StageResult:
+    paths = ctx.paths
+    trainings = {name: Training(paths.metrics / exp["dataset"] / f"{name}.json",
+                                paths.plots / exp["dataset"] / f"{name}.csv")
+                 for name, exp in ctx.root["train"].items()}
+    result = build_report(cfg, paths.reports, trainings, lambda name: ctx.out_file(paths.reports / name))
+    return StageResult(result, summary=[
+        f"report: {result['hold']} of {result['claims']} claims hold, {result['fail']} fail, "
+        f"{result['topics_not_run']} topics not run -> {paths.reports / 'report.html'}"])
 
 
 if __name__ == "__main__":

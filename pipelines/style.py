@@ -3,18 +3,18 @@
 DVC: python pipelines/style.py --config-dir . --config-name params
 """
 
-from pathlib import Path
-
-from _entry import plain, stage
-
-from cnnlab.analysis.style import run_style
+from cnnlab.analysis.style import StyleConfig, run_style
+from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage
-def main(cfg) -> None:
-    numbers = run_style(plain(cfg.analysis.style), Path(cfg.paths.reports) / "style")
-    print(f"style: style loss /{numbers['style_drop']:.1f}, content loss at "
-          f"{numbers['content_fraction']:.0%} of the style image's, in {numbers['seconds']:.1f}s")
+@stage("style", section="analysis.style", schema=StyleConfig)
+def main(cfg: dict, ctx: StageContext) -> StageResult:
+    paths = ctx.paths
+    metrics, claims = run_style(cfg, ctx.out_dir(paths.reports / "style"),
+                                ctx.out_file(paths.plots / "style.csv"))
+    return StageResult(metrics, claims, [
+        f"style: style loss /{metrics['style_drop']:.1f}, content loss at "
+        f"{metrics['content_fraction']:.0%} of the style image's, in {metrics['seconds']:.1f}s"])
 
 
 if __name__ == "__main__":

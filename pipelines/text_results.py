@@ -1,27 +1,17 @@
-"""Stage text_results: metrics/text_*.json -> reports/text/{results.md,results.json,claims.json}."""
+"""Stage text_results: every text model's metrics beside Kim (2014), and the text claims."""
 
-from pathlib import Path
-
-from _entry import stage
-
-from cnnlab.core import tracking
-from cnnlab.analysis import sentences
+from cnnlab.analysis.sentences import TextResultsConfig, write_text_results
+from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage
-def main(cfg) -> None:
-    paths = cfg.paths
-    results = sentences.write_text_results(Path(paths.metrics),
-                                           Path(paths.prepared) / "text" / "manifest.json",
-                                           Path(paths.reports) / "text")
-    tracking.log_stage("text_results", "text_results",
-                       params={"experiments": [e.name for e in sentences.EXPERIMENTS],
-                               "target_acc": sentences.TARGET_ACC},
-                       metrics={f"{r['experiment']}.test_acc": r["test acc %"] / 100
-                                for r in results.rows},
-                       artifacts=results.files)
-    for claim in results.claims:
-        print(f"text_results: holds={claim.holds}: {claim.evidence}")
+@stage("text_results", section="analysis.text_results", schema=TextResultsConfig)
+def main(cfg: dict, ctx: StageContext) -> StageResult:
+    paths = ctx.paths
+    metrics, claims = write_text_results(cfg, ctx.root["train"], paths.metrics / cfg["dataset"],
+                                         paths.prepared / cfg["dataset"],
+                                         ctx.out_dir(paths.reports / "text_results"))
+    return StageResult(metrics, claims, [f"text_results: holds={c.holds}: {c.evidence}"
+                                         for c in claims])
 
 
 if __name__ == "__main__":

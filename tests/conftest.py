@@ -19,6 +19,18 @@ TINY_TRAINER = {"max_epochs": 1, "batch_size": 64, "limit_train_batches": 4,
                 "limit_val_batches": 1, "limit_test_batches": 1}
 
 
+FOLDER_MARKERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder (tests/unit -> unit, ...) unless it carries one of those marks."""
+    for item in items:
+        tests = ROOT / "tests"
+        folder = item.path.relative_to(tests).parts[0] if item.path.is_relative_to(tests) else ""
+        if folder in FOLDER_MARKERS and not any(item.get_closest_marker(m) for m in FOLDER_MARKERS):
+            item.add_marker(folder)
+
+
 def compose_config(overrides: list[str] | None = None) -> dict:
     """conf/config.yaml composed with `overrides`, as plain dicts."""
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

@@ -15,7 +15,8 @@ import torch
 
 from cnnlab.analysis import speech
 from cnnlab.core.claims import read_claims
-from cnnlab.data import audio
+from cnnlab.core.stage import validate
+from cnnlab.data.audio.prepare import AudioConfig, prepare
 from cnnlab.data.prepared import load_prepared
 from cnnlab.training.checkpoint import load_checkpoint
 from cnnlab.training.run import RunOutputs, train_experiment
@@ -47,7 +48,8 @@ def test_fsdd_subset_prepares_trains_and_reports(tmp_path: Path):
                           "data.audio.split.val_speakers=0", "data.audio.split.val_fraction=0.2"])
     fsdd_subset(tmp_path / "rec")
     data_dir = tmp_path / "prepared" / "audio"
-    manifest = audio.prepare(cfg["data"]["audio"], data_dir)
+    data_dir.mkdir(parents=True)  # the stage contract hands prepare a fresh, empty folder
+    manifest = prepare(validate(cfg["data"]["audio"], AudioConfig, "data.audio"), data_dir)
     assert manifest["sizes"] == {"train": 24, "val": 6, "test": 30}
     assert manifest["split"]["speakers"]["test"] == ["nicolas"]
     assert "nicolas" not in manifest["split"]["speakers"]["train"]

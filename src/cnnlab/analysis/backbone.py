@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -172,12 +173,23 @@ def vgg19_backbone(weights: str | Path) -> Backbone:
     return model.eval().requires_grad_(False)
 
 
+@dataclass
+class BackboneConfig:
+    """`backbone` of analysis.deepdream and analysis.style."""
+
+    kind: str  # random | vgg19
+    weights: str | None  # vgg19: a local state_dict file
+    seed: int
+    channels: list[int]
+    kernels: list[int]
+    pool: str
+
+
 def build_backbone(cfg: Mapping[str, Any]) -> Backbone:
-    """`cfg`: kind (random | vgg19), weights (vgg19 file), seed, channels, kernels, pool."""
-    kind = cfg.get("kind", "random")
+    """`cfg`: a BackboneConfig as a dict."""
+    kind = cfg["kind"]
     if kind == "random":
-        return random_backbone(cfg.get("channels", (16, 32, 64)), cfg.get("kernels", (3, 5, 7)),
-                               int(cfg.get("seed", 0)), cfg.get("pool", "avg"))
+        return random_backbone(cfg["channels"], cfg["kernels"], int(cfg["seed"]), cfg["pool"])
     if kind == "vgg19":
         if not cfg.get("weights"):
             raise ConfigError("backbone.kind=vgg19 needs backbone.weights (a local file path)")

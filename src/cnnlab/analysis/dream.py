@@ -21,29 +21,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.analysis.backbone import build_backbone, bundled_image
-from cnnlab.core.claims import Claim, markdown_table, write_claims
+from cnnlab.analysis.backbone import BackboneConfig, build_backbone, bundled_image
+from cnnlab.core.claims import Claim, markdown_table
 from cnnlab.core.errors import ConfigError, DataError
-from cnnlab.core.io import atomic_dir, write_json, write_text
+from cnnlab.core.io import write_text
 from cnnlab.core.threads import torch_threads
 
 LayerFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-@dataclass(frozen=True)
+@dataclass
 class DreamSettings:
-    octaves: int = 3  # number of scales, the last one the image's own size
-    octave_scale: float = 1.4  # size ratio between consecutive octaves
-    steps: int = 10  # ascent steps per octave
-    step_size: float = 0.02  # pixel change per step, for a gradient of mean magnitude 1
-    jitter: int = 2  # maximal random shift in pixels per step
+    octaves: int  # number of scales, the last one the image's own size
+    octave_scale: float  # size ratio between consecutive octaves
+    steps: int  # ascent steps per octave
+    step_size: float  # pixel change per step, for a gradient of mean magnitude 1
+    jitter: int  # maximal random shift in pixels per step
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any], where: str) -> DreamSettings:
-        known = {k: cfg[k] for k in asdict(cls()) if k in cfg}
-        s = cls(int(known.get("octaves", 3)), float(known.get("octave_scale", 1.4)),
-                int(known.get("steps", 10)), float(known.get("step_size", 0.02)),
-                int(known.get("jitter", 2)))
+        s = cls(int(cfg["octaves"]), float(cfg["octave_scale"]), int(cfg["steps"]),
+                float(cfg["step_size"]), int(cfg["jitter"]))
         if s.octaves < 1 or s.steps < 1 or s.step_size <= 0 or s.jitter < 0:
             raise ConfigError(f"{where}: octaves and steps must be >= 1, step_size > 0 and "
                               f"jitter >= 0 (got {asdict(s)})")
@@ -185,34 +183,60 @@ def _digits(data_dir: Path, count: int, input_shape: tuple[int, ...]) -> torch.T
     return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
-def run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_dir: Path,
-                  track: bool = True) -> dict[str, Any]:
+@dataclass
+class DreamDigits(DreamSettings):
+    experiment: str  # models/<experiment>/model.ckpt
+    dataset: str
+    count: int
+    layer: str
+
+
+@dataclass
+class DreamPhoto(DreamSettings):
+    image: str
+    size: int
+    layer: str
+
+
+@dataclass
+class DeepDreamConfig:
+    """analysis.deepdream (values in conf/analysis/deepdream.yaml)."""
+
+    seed: int
+    min_ratio: float
+    digits: DreamDigits
+    photo: DreamPhoto
+    backbone: BackboneConfig
+    threads: int | None
+
+
+def run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_dir: Path
+                  ) -> tuple[dict[str, Any], list[Claim]]:
     """Dream real digits through the trained CNN and a photo through the backbone.
 
-    Writes `out_dir/{digits.png, photo.png, dream.json, dream.md, claims.json}` atomically
-    and logs them to MLflow (experiment `analysis`, run `deepdream`) when `track`.
+    Writes `out_dir/{digits.png, photo.png, dream.md}`; returns the metrics and the claims.
     """
-    with torch_threads(cfg.get("threads"), "analysis.deepdream.threads"):
-        return _run_deepdream(cfg, checkpoint, data_dir, out_dir, track)
+    with torch_threads(cfg["threads"], "analysis.deepdream.threads"):
+        return _run_deepdream(cfg, checkpoint, data_dir, out_dir)
 
 
-def _run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_dir: Path,
-                   track: bool) -> dict[str, Any]:
+def _run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_dir: Path
+                   ) -> tuple[dict[str, Any], list[Claim]]:
     from cnnlab.training.checkpoint import load_checkpoint
 
-    seed = int(cfg.get("seed", 0))
-    min_ratio = float(cfg.get("min_ratio", 1.2))
+    seed = int(cfg["seed"])
+    min_ratio = float(cfg["min_ratio"])
     dcfg, pcfg = cfg["digits"], cfg["photo"]
     model, meta = load_checkpoint(checkpoint)
     digit_layer = truncate(model, dcfg["layer"])
-    digits = _digits(data_dir, int(dcfg.get("count", 8)), tuple(meta["input_shape"]))
+    digits = _digits(data_dir, int(dcfg["count"]), tuple(meta["input_shape"]))
     dreamt_digits, digit_stats = dream_and_measure(
         digit_layer, digits, DreamSettings.from_cfg(dcfg, "digits"), seed)
 
-    backbone = build_backbone(cfg.get("backbone", {}))
+    backbone = build_backbone(cfg["backbone"])
     photo_layer = str(pcfg["layer"])
     backbone.check_layers([photo_layer])
-    photo = bundled_image(str(pcfg["image"]), int(pcfg.get("size", 160)))[None]
+    photo = bundled_image(str(pcfg["image"]), int(pcfg["size"]))[None]
     dreamt_photo, photo_stats = dream_and_measure(
         lambda x: backbone.features(x, [photo_layer])[photo_layer], photo,
         DreamSettings.from_cfg(pcfg, "photo"), seed)
@@ -232,26 +256,14 @@ def _run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out
                     row["ratio"], row["ratio"] >= min_ratio and row["ratio"] > row["control_ratio"])
               for row in rows]
     result = {"digits": rows[0], "photo": rows[1], "min_ratio": min_ratio}
-    with atomic_dir(out_dir) as tmp:
-        save_before_after(tmp / "digits.png", digits, dreamt_digits,
-                          f"Deep Dream on {experiment}:{dcfg['layer']} "
-                          f"(activation norm x{digit_stats['ratio']:.2f})")
-        save_before_after(tmp / "photo.png", photo, dreamt_photo,
-                          f"Deep Dream on {backbone.kind} backbone:{photo_layer} "
-                          f"(activation norm x{photo_stats['ratio']:.2f})")
-        write_json(tmp / "dream.json", result)
-        write_text(tmp / "dream.md", "# Deep Dream: activation norm before and after\n\n"
-                   + markdown_table(rows, ["input", "network", "layer", "norm_before",
-                                           "norm_after", "ratio", "min_image_ratio",
-                                           "control_ratio", "pixel_change", "seconds"]))
-        write_claims(tmp / "claims.json", claims)
-    if track:
-        from cnnlab.core.tracking import log_stage
-
-        log_stage("analysis", "deepdream", params=cfg,
-                  metrics={"digits_ratio": digit_stats["ratio"],
-                           "photo_ratio": photo_stats["ratio"],
-                           "digits_seconds": digit_stats["seconds"],
-                           "photo_seconds": photo_stats["seconds"]},
-                  artifacts=sorted(out_dir.iterdir()), artifact_dir="deepdream")
-    return result
+    save_before_after(out_dir / "digits.png", digits, dreamt_digits,
+                      f"Deep Dream on {experiment}:{dcfg['layer']} "
+                      f"(activation norm x{digit_stats['ratio']:.2f})")
+    save_before_after(out_dir / "photo.png", photo, dreamt_photo,
+                      f"Deep Dream on {backbone.kind} backbone:{photo_layer} "
+                      f"(activation norm x{photo_stats['ratio']:.2f})")
+    write_text(out_dir / "dream.md", "# Deep Dream: activation norm before and after\n\n"
+               + markdown_table(rows, ["input", "network", "layer", "norm_before",
+                                       "norm_after", "ratio", "min_image_ratio",
+                                       "control_ratio", "pixel_change", "seconds"]))
+    return result, claims

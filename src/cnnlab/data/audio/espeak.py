@@ -3,7 +3,7 @@
 The library is driven through ctypes in synchronous mode: a callback collects the 16-bit
 samples of each utterance. eSpeak keeps hidden state from one utterance to the next (the
 phase of its pitch flutter, filter memories, a random generator seeded by the clock), so
-`say_all` runs a whole list in a fresh process (`python -m cnnlab.data.espeak`) and reseeds
+`say_all` runs a whole list in a fresh process (`python -m cnnlab.data.audio.espeak`) and reseeds
 the generators per utterance: the clips then depend only on the list, whatever ran before
 in the caller's process.
 """
@@ -128,7 +128,7 @@ def say_all(utterances: list[Utterance]) -> tuple[int, list[np.ndarray]]:
     with tempfile.TemporaryDirectory(prefix="cnnlab-espeak-") as tmp:
         request, result = Path(tmp) / "utterances.json", Path(tmp) / "waves.npz"
         request.write_text(json.dumps([asdict(u) for u in utterances]), encoding="utf-8")
-        proc = subprocess.run([sys.executable, "-m", "cnnlab.data.espeak", str(request),
+        proc = subprocess.run([sys.executable, "-m", "cnnlab.data.audio.espeak", str(request),
                                str(result)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
