@@ -6,13 +6,13 @@ Offline default: eSpeak NG voices (`data.audio.source=synthetic`). Real recordin
 """
 
 from cnnlab.core.stage import StageContext, StageResult, stage
-from cnnlab.data.audio.prepare import AudioConfig, prepare
+from cnnlab.data.audio.prepare import AudioConfig, build, write_dataset
 
 
 @stage("prepare_audio", section="data.audio", schema=AudioConfig, experiment="data")
 def main(cfg: dict, ctx: StageContext) -> StageResult:
     out = ctx.paths.prepared / cfg["dataset"]
-    manifest = prepare(cfg, ctx.out_dir(out))
+    manifest = write_dataset(build(cfg), ctx.out_dir(out))  # a bad input stops before any output
     skipped = manifest.get("skipped", {}).get("count", 0)
     return StageResult({"sizes": manifest["sizes"], "skipped": skipped}, summary=[
         f"prepare_audio: {manifest['source']} {manifest['sizes']} x {manifest['input_shape']}"

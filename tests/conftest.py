@@ -59,7 +59,7 @@ def tiny_mnist(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("prepared") / "mnist"
     out.mkdir()
-    arrays, provenance = mnist.load_source({"source": "bundled"})
+    arrays, provenance = mnist.load_source(compose_config()["data"]["mnist"])
     splits = mnist.make_splits(arrays, val_size=500, seed=0, max_train=1000, max_test=500)
     write_prepared(out, splits, {"dataset": "mnist", "classes": mnist.CLASSES,
                                  "input_shape": [1, 28, 28], **provenance})

@@ -1,4 +1,4 @@
-"""A tiny real training run: outputs, determinism, tracking, clean config errors."""
+"""A tiny real training run through the train stage: outputs, determinism, tracking, errors."""
 
 import json
 import subprocess
@@ -10,55 +10,59 @@ from mlflow.tracking import MlflowClient
 
 from cnnlab.core.errors import CheckpointError, ConfigError
 from cnnlab.training.checkpoint import load_checkpoint
-from cnnlab.training.run import RunOutputs, train_experiment
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY_TRAINER
+from tests.stages import run_stage
 
 
-def outputs_in(tmp_path, name="mnist_cnn"):
-    return RunOutputs.under(tmp_path / "models", tmp_path / "metrics", tmp_path / "plots", name)
+def train(tmp_path, tiny_mnist, *overrides, name="mnist_cnn"):
+    """Stage train@<name> on the tiny data, shrunk, every output under tmp_path."""
+    shrink = [f"train.{name}.trainer.{k}={v}" for k, v in TINY_TRAINER.items()]
+    return run_stage("train", f"run={name}", f"paths.prepared={tiny_mnist.parent}",
+                     *(f"paths.{k}={tmp_path / k}" for k in ("models", "metrics", "plots")),
+                     *shrink, *overrides)
 
 
-def test_training_writes_outputs_and_tracks_them(tmp_path, tiny_mnist, tiny_experiment):
-    out = outputs_in(tmp_path)
-    metrics = train_experiment("mnist_cnn", tiny_experiment(max_epochs=2), tiny_mnist, out)
+def test_training_writes_outputs_and_tracks_them(tmp_path, tiny_mnist):
+    result = train(tmp_path, tiny_mnist, "train.mnist_cnn.trainer.max_epochs=2")
+    metrics = result.metrics
     assert metrics["params"] == 137_660 and metrics["epochs"] == 2
-    assert 0.0 <= metrics["test_acc"] <= 1.0
-    assert json.loads(out.metrics.read_text())["test_acc"] == metrics["test_acc"]
-    history = out.history.read_text().splitlines()
+    assert json.loads((tmp_path / "metrics/mnist/mnist_cnn.json").read_text()) == metrics
+    history = (tmp_path / "plots/mnist/mnist_cnn.csv").read_text().splitlines()
     assert history[0] == "epoch,train_loss,train_acc,val_loss,val_acc,seconds"
     assert len(history) == 3
+    assert float(history[-1].split(",")[4]) == pytest.approx(metrics["final_val_acc"], abs=1e-6)
 
-    model, meta = load_checkpoint(out.checkpoint)
+    model, meta = load_checkpoint(tmp_path / "models/mnist_cnn/model.ckpt")
     assert meta["experiment"] == "mnist_cnn" and meta["classes"][0] == "0"
     assert sum(p.numel() for p in model.parameters()) == 137_660
 
     client = MlflowClient()
-    run = client.get_run(metrics["mlflow_run_id"])
+    (run,) = client.search_runs([client.get_experiment_by_name("mnist_cnn").experiment_id])
     assert run.data.params["model.conv"].startswith("[{'channels': 25")
     assert run.data.params["trainer.max_epochs"] == "2"
+    assert run.data.tags["cnnlab.stage"] == "mnist_cnn"
     assert run.data.metrics["test_acc"] == pytest.approx(metrics["test_acc"])
     assert run.data.metrics["params"] == 137_660
     val_history = client.get_metric_history(run.info.run_id, "val_acc")
     assert [m.step for m in val_history] == [1, 2]
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"model.ckpt", "mnist_cnn.json", "mnist_cnn.csv"} <= artifacts
+    artifacts = {a.path for folder in ("mnist_cnn", "mnist")
+                 for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"mnist_cnn/model.ckpt", "mnist/mnist_cnn.json", "mnist/mnist_cnn.csv"} <= artifacts
     versions = client.search_model_versions("name='mnist_cnn'")
     assert [v.run_id for v in versions] == [run.info.run_id]
 
 
-def test_same_config_gives_the_same_metrics_twice(tmp_path, tiny_mnist, tiny_experiment):
-    cfg = tiny_experiment("mnist_separable", register_model=False)
-    cfg["register_model"] = False
-    a = train_experiment("s", cfg, tiny_mnist, outputs_in(tmp_path / "a", "s"))
-    b = train_experiment("s", cfg, tiny_mnist, outputs_in(tmp_path / "b", "s"))
+def test_same_config_gives_the_same_metrics_twice(tmp_path, tiny_mnist):
+    off = "train.mnist_separable.register_model=false"
+    a = train(tmp_path / "a", tiny_mnist, off, name="mnist_separable").metrics
+    b = train(tmp_path / "b", tiny_mnist, off, name="mnist_separable").metrics
     assert a["test_loss"] == b["test_loss"] and a["test_acc"] == b["test_acc"]
-    sa = torch.load(tmp_path / "a/models/s/model.ckpt", weights_only=True)["state_dict"]
-    sb = torch.load(tmp_path / "b/models/s/model.ckpt", weights_only=True)["state_dict"]
+    sa, sb = (torch.load(tmp_path / f"{x}/models/mnist_separable/model.ckpt",
+                         weights_only=True)["state_dict"] for x in "ab")
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_trainer_threads_apply_while_training_only(tmp_path, tiny_mnist, tiny_experiment,
-                                                  monkeypatch):
+def test_trainer_threads_apply_while_training_only(tmp_path, tiny_mnist, monkeypatch):
     from cnnlab.training.module import Classifier
 
     seen, step = [], Classifier.training_step
@@ -69,19 +73,30 @@ def test_trainer_threads_apply_while_training_only(tmp_path, tiny_mnist, tiny_ex
 
     monkeypatch.setattr(Classifier, "training_step", recording_step)
     before = torch.get_num_threads()
-    cfg = tiny_experiment(max_epochs=1)
-    cfg["trainer"]["threads"] = 1
-    cfg["register_model"] = False
-    train_experiment("t", cfg, tiny_mnist, outputs_in(tmp_path, "t"))
+    train(tmp_path, tiny_mnist, "train.mnist_cnn.trainer.threads=1",
+          "train.mnist_cnn.register_model=false")
     assert seen and set(seen) == {1}
     assert torch.get_num_threads() == before
 
 
-def test_impossible_geometry_stops_before_training(tmp_path, tiny_mnist, tiny_experiment):
-    cfg = tiny_experiment()
-    cfg["model"]["conv"] = [{"channels": 4, "kernel": 9}] * 3
+def test_impossible_geometry_stops_before_training(tmp_path, tiny_mnist):
     with pytest.raises(ConfigError, match=r"model.conv\[2\]"):
-        train_experiment("mnist_cnn", cfg, tiny_mnist, outputs_in(tmp_path))
+        train(tmp_path, tiny_mnist,
+              "train.mnist_cnn.model.conv=[{channels:4,kernel:9},{channels:4,kernel:9},"
+              "{channels:4,kernel:9}]")
+    assert not list((tmp_path / "models").rglob("*"))
+    client = MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("mnist_cnn").experiment_id])
+    assert run.info.status == "FAILED"
+
+
+@pytest.mark.parametrize("override,key", [
+    ("+train.mnist_cnn.trainer.bogus=1", "train.mnist_cnn.trainer.bogus"),
+    ("train.mnist_cnn.trainer.max_epochs=many", "train.mnist_cnn.trainer.max_epochs"),
+    ("~train.mnist_cnn.seed", "train.mnist_cnn.seed")])
+def test_a_bad_config_key_is_named_before_any_work(tmp_path, tiny_mnist, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        train(tmp_path, tiny_mnist, override)
     assert not (tmp_path / "models").exists()
     assert MlflowClient().search_experiments(filter_string="name='mnist_cnn'") == []
 
@@ -125,4 +140,4 @@ def test_hydra_multirun_logs_each_job_under_one_parent(tmp_path, tiny_mnist, iso
     assert sorted(r.data.params["model.conv"][:15] for r in children) == [
         "[{'channels': 4", "[{'channels': 8"]
     for job in ("0", "1"):  # outputs stay in the sweep dir, never over the DVC outputs
-        assert (tmp_path / "sweep" / job / "metrics" / "mnist_cnn.json").is_file()
+        assert (tmp_path / "sweep" / job / "metrics" / "mnist" / "mnist_cnn.json").is_file()

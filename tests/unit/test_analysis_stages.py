@@ -1,4 +1,5 @@
-"""The analysis stages on a tiny random CNN: their outputs, numbers, tracking and errors."""
+"""The analysis stages on a tiny random CNN, run through the stage contract: their outputs,
+numbers, claims, tracking and errors."""
 
 import json
 import subprocess
@@ -7,22 +8,20 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 from matplotlib.image import imread
 from mlflow.tracking import MlflowClient
 
-from cnnlab.analysis.hierarchy import run_hierarchy
-from cnnlab.analysis.invariance import run_invariance
-from cnnlab.analysis.visualize import PAD_RGB, run_classes, run_units
+from cnnlab.analysis.grids import PAD_RGB
+from cnnlab.analysis.trained import load_inputs
 from cnnlab.core.errors import CheckpointError, DataError
 from cnnlab.models import InputSpec, build_model
 from cnnlab.training.checkpoint import save_checkpoint
-from tests.conftest import ROOT, compose_config
+from tests.conftest import ROOT
+from tests.stages import run_stage
 
 TINY_CNN = {"name": "convnet", "conv": [{"channels": 4, "kernel": 3}, {"channels": 6, "kernel": 3}],
             "downsample": "max", "pool": 2, "head": "flatten", "hidden": [8]}
 TINY_DNN = {"name": "mlp", "hidden": [16]}
-FAST = {"steps": 15, "max_test": 200, "threads": 1}
 
 
 def save_tiny(path, cfg, name):
@@ -33,30 +32,23 @@ def save_tiny(path, cfg, name):
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    return {"cnn": save_tiny(root / "cnn.ckpt", TINY_CNN, "tiny_cnn"),
-            "dense": save_tiny(root / "dnn.ckpt", TINY_DNN, "tiny_dnn")}
+    save_tiny(root / "tiny_cnn" / "model.ckpt", TINY_CNN, "tiny_cnn")
+    save_tiny(root / "tiny_dnn" / "model.ckpt", TINY_DNN, "tiny_dnn")
+    return root
 
 
-def stage_cfg(name, **changes):
-    """The stage's real config from conf/, shrunk to run in a moment."""
-    cfg = compose_config()["analysis"][name]
-    for key, value in {**FAST, **changes}.items():
-        if key in cfg or key in changes:
-            cfg[key] = value
-    return cfg
+@pytest.fixture
+def project(tmp_path, models, tiny_mnist):
+    """Path overrides: the tiny models and data in, every output under tmp_path."""
+    return tmp_path, [f"paths.models={models}", f"paths.prepared={tiny_mnist.parent}",
+                      *(f"paths.{k}={tmp_path / k}" for k in ("reports", "metrics", "plots"))]
 
 
-def dvc_outputs(stage):
-    """File names under reports/<stage>/ that dvc.yaml declares for the stage."""
-    body = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
-    names = set()
-    for kind in ("outs", "metrics", "plots"):
-        for entry in body.get(kind, []):
-            path = entry if isinstance(entry, str) else next(iter(entry))
-            names.add(path.removeprefix(f"reports/{stage}/"))
-    return names
+def fast(name, **changes):
+    """Overrides that point stage `name` at the tiny CNN and shrink it to run in a moment."""
+    return [f"analysis.{name}.{k}={v}" for k, v in {"threads": 1, **changes}.items()]
 
 
 def written(out_dir):
@@ -81,12 +73,13 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def test_filters_stage_draws_one_tile_per_filter_and_measures_each(tmp_path, checkpoints,
-                                                                   tiny_mnist):
-    out = tmp_path / "filters"
-    metrics = run_units("filters", stage_cfg("filters"), checkpoints["cnn"], tiny_mnist, out,
-                        track=False)
-    assert written(out) == dvc_outputs("filters")
+def test_filters_stage_draws_one_tile_per_filter_and_measures_each(project):
+    root, paths = project
+    result = run_stage("units", "run=filters", *paths,
+                       *fast("filters", experiment="tiny_cnn", steps=15, max_test=200))
+    out = root / "reports" / "filters"
+    assert written(out) == {"conv1.png", "conv2.png", "images.pt", "units.csv", "filters.md",
+                            "claims.json"}
     assert count_tiles(out / "conv1.png", 28, 1, 3) == 4
     assert count_tiles(out / "conv2.png", 28, 1, 3) == 6
     images = torch.load(out / "images.pt", weights_only=True)
@@ -94,26 +87,27 @@ def test_filters_stage_draws_one_tile_per_filter_and_measures_each(tmp_path, che
     rows = (out / "units.csv").read_text().splitlines()
     assert rows[0].startswith("layer,unit,start,synthetic,best_real") and len(rows) == 1 + 10
     for layer in ("conv1", "conv2"):
-        s = metrics["layers"][layer]
+        s = result.metrics["layers"][layer]
         assert s["kind"] == "filter" and s["units"] == {"conv1": 4, "conv2": 6}[layer]
-        assert s["raised"] >= 0.5 and 0 <= s["beats_every_digit"] <= 1
+        assert s["raised"] >= 0.5
     claims = json.loads((out / "claims.json").read_text())
     assert [c["experiment"] for c in claims] == ["filters tiny_cnn:conv1", "filters tiny_cnn:conv2"]
     assert all(c["holds"] == (c["value"] > 1) for c in claims)
-    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert json.loads((root / "metrics" / "filters.json").read_text()) == json.loads(
+        json.dumps(result.metrics))
 
 
-def test_units_beat_the_real_digits_they_are_compared_with(tmp_path, checkpoints, tiny_mnist):
+def test_units_beat_the_real_digits_they_are_compared_with(project, models, tiny_mnist):
     """Synthetic activation vs the best real digit, both recomputed from the saved images."""
     from cnnlab.analysis.ascent import LayerProbe, max_over_inputs, relu, unit_activations
-    from cnnlab.analysis.visualize import load_inputs
 
-    out = tmp_path / "neurons"
-    run_units("neurons", stage_cfg("neurons", steps=40), checkpoints["cnn"], tiny_mnist, out,
-              track=False)
-    assert written(out) == dvc_outputs("neurons")
+    root, paths = project
+    run_stage("units", "run=neurons", *paths,
+              *fast("neurons", experiment="tiny_cnn", steps=40, max_test=200))
+    out = root / "reports" / "neurons"
+    assert written(out) == {"fc1.png", "images.pt", "units.csv", "neurons.md", "claims.json"}
     assert count_tiles(out / "fc1.png", 28, 1, 3) == 8
-    inputs = load_inputs(checkpoints["cnn"], tiny_mnist, 200)
+    inputs = load_inputs(models / "tiny_cnn" / "model.ckpt", tiny_mnist, 200)
     images = torch.load(out / "images.pt", weights_only=True)["fc1"]
     with LayerProbe(inputs.model, "fc1") as probe, torch.no_grad():
         reached = unit_activations(probe(images), relu).diagonal()
@@ -126,48 +120,49 @@ def test_units_beat_the_real_digits_they_are_compared_with(tmp_path, checkpoints
     assert (reached > best).float().mean() >= 0.5
 
 
-def test_classes_stage_few_ink_lowers_the_ink(tmp_path, checkpoints, tiny_mnist):
-    out = tmp_path / "classes"
-    cfg = stage_cfg("classes")
-    cfg["ascent"]["steps"] = 40
-    metrics = run_classes(cfg, checkpoints["cnn"], tiny_mnist, out, track=False)
-    assert written(out) == dvc_outputs("classes")
+def test_classes_stage_few_ink_lowers_the_ink(project):
+    root, paths = project
+    result = run_stage("classes", *paths,
+                       *fast("classes", experiment="tiny_cnn", max_test=200, **{"ascent.steps": 40}))
+    out = root / "reports" / "classes"
+    assert written(out) == {"classes.png", "images.pt", "classes.csv", "classes.md",
+                            "claims.json"}
     assert count_tiles(out / "classes.png", 28, 1, 3) == 30  # 10 free, 10 few-ink, 10 means
-    free, few = metrics["unconstrained"], metrics["few_ink"]
+    free, few = result.metrics["unconstrained"], result.metrics["few_ink"]
     assert few["ink_fraction"] < free["ink_fraction"]
     assert few["mean_intensity"] < free["mean_intensity"]
     claims = json.loads((out / "claims.json").read_text())
     assert len(claims) == 3 and claims[1]["holds"] is True
-    assert claims[0]["holds"] == (free["min_confidence"] >= cfg["fooled_confidence"])
+    assert claims[0]["holds"] == (free["min_confidence"] >= 0.99)
     rows = (out / "classes.csv").read_text().splitlines()
     assert len(rows) == 1 + 30
 
 
-def test_hierarchy_stage_reuses_the_images_and_measures_growth(tmp_path, checkpoints,
-                                                               tiny_mnist):
-    reports = tmp_path / "reports"
+def test_hierarchy_stage_reuses_the_images_and_measures_growth(project):
+    root, paths = project
     for name in ("filters", "neurons"):
-        run_units(name, stage_cfg(name, steps=2), checkpoints["cnn"], tiny_mnist,
-                  reports / name, track=False)
-    out = reports / "hierarchy"
-    metrics = run_hierarchy(stage_cfg("hierarchy", digits=4), checkpoints["cnn"], tiny_mnist,
-                            [reports / "filters/images.pt", reports / "neurons/images.pt"], out,
-                            track=False)
-    assert written(out) == dvc_outputs("hierarchy")
+        run_stage("units", f"run={name}", *paths,
+                  *fast(name, experiment="tiny_cnn", steps=2, max_test=200))
+    result = run_stage("hierarchy", *paths, *fast("hierarchy", experiment="tiny_cnn", digits=4))
+    out = root / "reports" / "hierarchy"
+    assert written(out) == {"hierarchy.png", "hierarchy.csv", "hierarchy.md", "claims.json"}
+    metrics = result.metrics
     assert [metrics[k]["receptive_field"] for k in ("conv1", "conv2", "fc1")] == [3, 8, 28]
     spreads = [metrics[k]["gradient_spread"] for k in ("conv1", "conv2", "fc1")]
     claim = json.loads((out / "claims.json").read_text())[0]
     assert claim["holds"] == (spreads[0] < spreads[1] < spreads[2])
 
 
-def test_invariance_stage_writes_one_shift_curve_per_network(tmp_path, checkpoints, tiny_mnist):
-    out = tmp_path / "invariance"
-    metrics = run_invariance(stage_cfg("invariance", max_shift=2), checkpoints, tiny_mnist, out,
-                             track=False)
-    assert written(out) == dvc_outputs("invariance")
-    assert written(out / "shift") == {"tiny_cnn.csv", "tiny_dnn.csv"}
-    curve = (out / "shift/tiny_cnn.csv").read_text().splitlines()
+def test_invariance_stage_writes_one_shift_curve_per_network(project):
+    root, paths = project
+    result = run_stage("invariance", *paths, *fast("invariance", cnn="tiny_cnn", dense="tiny_dnn",
+                                                   max_shift=2, max_test=200))
+    out = root / "reports" / "invariance"
+    assert written(out) == {"shift.png", "subsample.csv", "invariance.md", "claims.json"}
+    assert written(root / "plots" / "invariance") == {"tiny_cnn.csv", "tiny_dnn.csv"}
+    curve = (root / "plots" / "invariance" / "tiny_cnn.csv").read_text().splitlines()
     assert curve[0] == "shift,accuracy" and len(curve) == 1 + 3
+    metrics = result.metrics
     assert float(curve[1].split(",")[1]) == pytest.approx(metrics["cnn"]["clean"])
     assert set(metrics["cnn"]["subsampled"]) == {"nearest", "bilinear"}
     claims = json.loads((out / "claims.json").read_text())
@@ -175,51 +170,57 @@ def test_invariance_stage_writes_one_shift_curve_per_network(tmp_path, checkpoin
                                   < metrics["dense"]["mean_shift_drop"])
 
 
-def test_a_stage_logs_its_numbers_and_figures_to_mlflow(tmp_path, checkpoints, tiny_mnist):
-    out = tmp_path / "classes"
-    cfg = stage_cfg("classes")
-    cfg["ascent"]["steps"] = 3
-    metrics = run_classes(cfg, checkpoints["cnn"], tiny_mnist, out)
+def test_a_stage_logs_its_config_numbers_and_figures_to_mlflow(project):
+    _, paths = project
+    result = run_stage("classes", *paths,
+                       *fast("classes", experiment="tiny_cnn", max_test=100, **{"ascent.steps": 3}))
     client = MlflowClient()
     (run,) = client.search_runs([client.get_experiment_by_name("analysis").experiment_id])
-    assert run.info.run_name == "classes"
+    assert run.info.run_name == "classes" and run.info.status == "FINISHED"
+    assert run.data.params["ascent.steps"] == "3"
     assert run.data.metrics["few_ink.ink_fraction"] == pytest.approx(
-        metrics["few_ink"]["ink_fraction"])
+        result.metrics["few_ink"]["ink_fraction"])
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "classes")}
-    assert {"classes/classes.png", "classes/claims.json", "classes/metrics.json"} <= logged
+    assert {"classes/classes.png", "classes/claims.json"} <= logged
 
 
 @pytest.mark.parametrize("content", [None, b"not a checkpoint"])
-def test_missing_or_corrupt_checkpoint_names_the_file_and_writes_nothing(tmp_path, tiny_mnist,
-                                                                        content):
-    path = tmp_path / "models" / "model.ckpt"
+@pytest.mark.parametrize("script,run", [("units", "run=filters"), ("classes", None),
+                                        ("invariance", None)])
+def test_missing_or_corrupt_checkpoint_names_the_file_and_writes_nothing(project, content,
+                                                                        script, run):
+    root, paths = project
+    path = root / "broken" / "model.ckpt"
+    path.parent.mkdir()
     if content is not None:
-        path.parent.mkdir()
         path.write_bytes(content)
-    for run in (lambda out: run_units("filters", stage_cfg("filters"), path, tiny_mnist, out),
-                lambda out: run_classes(stage_cfg("classes"), path, tiny_mnist, out),
-                lambda out: run_invariance(stage_cfg("invariance"), {"cnn": path, "dense": path},
-                                           tiny_mnist, out)):
-        with pytest.raises(CheckpointError, match=str(path)):
-            run(tmp_path / "out")
-        assert not (tmp_path / "out").exists()
+    paths = [p for p in paths if not p.startswith("paths.models")] + [f"paths.models={root}"]
+    names = {"units": ["analysis.filters.experiment=broken"],
+             "classes": ["analysis.classes.experiment=broken"],
+             "invariance": ["analysis.invariance.cnn=broken", "analysis.invariance.dense=broken"]}
+    with pytest.raises(CheckpointError, match=str(path)):
+        run_stage(script, *([run] if run else []), *paths, *names[script])
+    assert not [p for d in ("reports", "metrics") for p in (root / d).rglob("*")]  # no temp left
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("analysis").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
 
 
-def test_hierarchy_without_the_filters_stage_names_the_missing_file(tmp_path, checkpoints,
-                                                                     tiny_mnist):
-    missing = tmp_path / "reports/filters/images.pt"
-    with pytest.raises(DataError, match=str(missing)):
-        run_hierarchy(stage_cfg("hierarchy"), checkpoints["cnn"], tiny_mnist, [missing],
-                      tmp_path / "hierarchy")
+def test_hierarchy_without_the_filters_stage_names_the_missing_file(project):
+    root, paths = project
+    with pytest.raises(DataError, match=str(root / "reports" / "filters" / "images.pt")):
+        run_stage("hierarchy", *paths, *fast("hierarchy", experiment="tiny_cnn"))
 
 
 def test_stage_script_reports_a_missing_checkpoint_in_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "pipelines/filters.py", f"paths.models={tmp_path}",
+        [sys.executable, "pipelines/units.py", "run=filters", f"paths.models={tmp_path}",
          f"paths.reports={tmp_path / 'reports'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"})
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    assert result.stderr.strip().splitlines()[-1:] == [
         f"error: {tmp_path / 'mnist_cnn' / 'model.ckpt'}: checkpoint is missing "
         "(run the train stage first)"]
-    assert not (tmp_path / "reports").exists()
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "reports").rglob("*"))

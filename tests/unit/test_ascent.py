@@ -22,9 +22,10 @@ from cnnlab.analysis.ascent import (
     unit_activations,
     unit_objective,
 )
+from cnnlab.analysis.classes import ink_fraction, pearson
+from cnnlab.analysis.grids import tile_grid
 from cnnlab.analysis.hierarchy import formula_fields, gradient_map, spread
 from cnnlab.analysis.invariance import subsample_restore
-from cnnlab.analysis.visualize import ink_fraction, pearson, tile_grid
 from cnnlab.core.errors import ConfigError
 from cnnlab.models import InputSpec, build_model
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from cnnlab.data import text
-from cnnlab.data.prepared import load_prepared, write_prepared
 from cnnlab.core.errors import ConfigError, DataError
 from cnnlab.core.io import atomic_dir
+from cnnlab.data import text
+from cnnlab.data.prepared import load_prepared, write_prepared
 
 GLOVE_WORDS = ["the", "film", "is", "good", "bad", "great", ".", "not", "n't", "do", "boring"]
 
@@ -146,7 +147,12 @@ def test_prepare_csv_dedups_splits_and_builds_vocab_on_train(tmp_path: Path, glo
     assert len([w for w in prepared.vocab if w[0] in "pn" and w[1:].isdigit()]) == 12
     assert {"great", "boring", "film", "n't"} <= set(prepared.vocab)
     assert prepared.extras["embeddings"].shape == (len(prepared.vocab), 4)
-    assert m["vocab_sha256"] and m["sha256"] and 0 < m["vectors"]["coverage"]["vocab"] < 1
+    vocab_file = "".join(f"{w}\n" for w in prepared.vocab).encode()
+    assert m["vocab_sha256"] == hashlib.sha256(vocab_file).hexdigest()
+    assert m["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()  # the CSV read
+    # train words: a great film . boring , do n't see it + 12 p/n words = 22, of which great film
+    # . boring do n't have vectors; tokens: 6 x 5 (3 found) + 6 x 9 (4 found) = 84, 42 found
+    assert m["vectors"]["coverage"] == {"vocab": pytest.approx(6 / 22), "tokens": pytest.approx(0.5)}
     again = text.prepare_text(csv_cfg(path, glove_dir))
     for name, split in prepared.splits.items():
         assert torch.equal(split.x, again.splits[name].x)  # deterministic

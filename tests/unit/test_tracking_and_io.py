@@ -50,7 +50,7 @@ def test_failed_directory_write_keeps_the_old_directory(tmp_path):
 
 def test_artifacts_live_beside_the_sqlite_database(tmp_path, monkeypatch, isolated_mlflow):
     monkeypatch.chdir(tmp_path)
-    with tracking.start_run("exp_a", "r") as run:
+    with tracking.stage_run("exp_a", "r") as run:
         tracking.mlflow.log_text("hello", "note.txt")
     db_dir = tmp_path  # isolated_mlflow puts mlflow.db in tmp_path
     assert run.info.artifact_uri.startswith((db_dir / "mlartifacts" / "exp_a").as_uri())

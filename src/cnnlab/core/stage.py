@@ -24,6 +24,7 @@ runs share one parent run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -75,12 +76,18 @@ class StageContext:
     paths: Paths
     root: dict[str, Any]  # the whole composed config, for stages that read other sections
     _staged: dict[Path, Path] = field(default_factory=dict)  # final path -> temporary path
+    _made: list[Path] = field(default_factory=list)  # folders made for staging, removed on failure
+
+    def _parent(self, final: Path) -> None:
+        missing = [d for d in (final.parent, *final.parent.parents) if not d.exists()]
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._made += missing
 
     def out_dir(self, final: str | Path) -> Path:
         """A fresh folder to fill; it replaces `final` when the stage succeeds."""
         final = Path(final)
         if final not in self._staged:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            self._parent(final)
             self._staged[final] = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp",
                                                         dir=final.parent))
             self._staged[final].chmod(0o755)
@@ -90,7 +97,7 @@ class StageContext:
         """A temporary path to write; it replaces `final` when the stage succeeds."""
         final = Path(final)
         if final not in self._staged:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            self._parent(final)
             fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
             os.close(fd)
             os.chmod(tmp, 0o644)
@@ -113,6 +120,7 @@ class StageContext:
                 os.replace(tmp, final)
                 files.append(final)
         self._staged.clear()
+        self._made.clear()
         return files
 
     def discard(self) -> None:
@@ -122,6 +130,10 @@ class StageContext:
             else:
                 tmp.unlink(missing_ok=True)
         self._staged.clear()
+        for folder in self._made:  # deepest first: each was missing with all below it
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        self._made.clear()
 
 
 def validate(section: Any, schema: type, where: str) -> dict[str, Any]:
@@ -137,7 +149,8 @@ def validate(section: Any, schema: type, where: str) -> dict[str, Any]:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
         missing = sorted(OmegaConf.missing_keys(merged))
         if missing:
-            raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+            raise ConfigError(f"{', '.join(f'{where}.{key}' for key in missing)}: missing "
+                              "(every key has its value in conf/)")
         return OmegaConf.to_container(merged, resolve=True)
     except MissingMandatoryValue as exc:
         raise ConfigError(f"{where}.{exc.full_key}: missing value") from None
@@ -239,11 +252,12 @@ class Stage:
 
 
 def conf_dir() -> Path:
-    """The project's `conf/`, found from the working directory (DVC passes its own)."""
-    for candidate in (Path.cwd(), *Path.cwd().parents):
+    """`conf/` of the project whose `pipelines/<stage>.py` runs (DVC passes its own)."""
+    script_root = Path(sys.argv[0]).resolve().parent.parent
+    for candidate in (script_root, Path.cwd(), *Path.cwd().parents):
         if (candidate / "conf" / "config.yaml").is_file():
             return candidate / "conf"
-    return Path.cwd() / "conf"
+    return script_root / "conf"
 
 
 def stage(name: str, section: str, schema: type, experiment: str = "analysis"

@@ -208,8 +208,12 @@ def prepare(cfg: Mapping[str, Any], out_dir: str | Path) -> dict[str, Any]:
 
     `out_dir` exists and is empty: the stage contract stages it and publishes it atomically.
     """
+    return write_dataset(build(cfg), out_dir)
+
+
+def write_dataset(dataset: AudioDataset, out_dir: str | Path) -> dict[str, Any]:
+    """Write a built dataset, its clip list and pictures into the existing folder `out_dir`."""
     out_dir = Path(out_dir)
-    dataset = build(cfg)
     manifest = write_prepared(out_dir, dataset.splits, dataset.manifest)
     (out_dir / "clips.csv").write_text(clips_csv(dataset.clips), encoding="utf-8")
     save_examples(dataset, out_dir)
