@@ -11,16 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.analysis import sentences
 from cnnlab.core.claims import read_claims
-from cnnlab.data import text
-from cnnlab.data.prepared import load_prepared, write_prepared
 from cnnlab.core.errors import DataError
-from cnnlab.core.io import atomic_dir, write_json
+from cnnlab.core.io import write_json
+from cnnlab.data.prepared import load_prepared
 from cnnlab.training.checkpoint import load_checkpoint
-from cnnlab.training.run import RunOutputs, train_experiment
+from tests.conftest import ROOT, compose_config
+from tests.stages import run_stage
 
-ROOT = Path(__file__).resolve().parents[2]
 GOOD = ["a moving , funny and wise film", "great acting and a clever script",
         "the best thing i have seen this year", "warm , smart and beautifully made"]
 BAD = ["a dull and lifeless mess", "boring , predictable and far too long",
@@ -37,43 +35,33 @@ def write_reviews(path: Path, n: int = 12) -> Path:
     return path
 
 
-def prepare(tmp_path: Path, csv_path: Path) -> Path:
-    """What stage prepare_text does, on a user's CSV with the real GloVe vectors."""
-    cfg = {"source": "csv", "csv_path": str(csv_path), "text_column": "review",
-           "label_column": "verdict", "labels": ["negative", "positive"], "drop_labels": [],
-           "val_fraction": 0.25, "test_fraction": 0.25, "seed": 0, "min_count": 1,
-           "max_len": 12, "glove_dir": None}
-    prepared = text.prepare_text(cfg)
-    out = tmp_path / "prepared" / "text"
-    with atomic_dir(out) as tmp:
-        text.write_vocab(tmp / "vocab.txt", prepared.vocab)
-        write_prepared(tmp, prepared.splits, prepared.manifest, prepared.extras)
-    return out
+CSV = ["data.text.source=csv", "data.text.text_column=review", "data.text.label_column=verdict",
+       "data.text.labels=[negative,positive]", "data.text.drop_labels=[]",
+       "data.text.val_fraction=0.25", "data.text.test_fraction=0.25", "data.text.min_count=1",
+       "data.text.max_len=12"]
 
 
-def test_prepare_then_train_one_epoch(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    data_dir = prepare(tmp_path, write_reviews(tmp_path / "reviews.csv"))
-    data = load_prepared(data_dir)
+def test_prepare_then_train_one_epoch(tmp_path: Path):
+    csv_path = write_reviews(tmp_path / "reviews.csv")
+    paths = [f"paths.{k}={tmp_path / k}" for k in ("prepared", "models", "metrics", "plots")]
+    run_stage("prepare_text", *CSV, f"data.text.csv_path={csv_path}", *paths)
+    data = load_prepared(tmp_path / "prepared" / "text")
     assert data.train.x.dtype == torch.int64 and data.input_shape == (12,)
     assert data.manifest["vectors"]["coverage"]["vocab"] > 0.9  # plain English words
     glove = data.extras["embeddings"]
     assert glove.shape == (data.manifest["vocab_size"], 50)
+    assert (tmp_path / "prepared" / "text" / "vocab.txt").is_file()
 
-    cfg = {"model": {"name": "kim", "embedding": "static", "windows": [3, 4, 5], "filters": 8,
-                     "dropout": 0.5},
-           "trainer": {"max_epochs": 1, "batch_size": 4, "eval_batch_size": 100,
-                       "optimizer": "adam", "lr": 0.01},
-           "seed": 0, "register_model": False}
-    outputs = RunOutputs.under(tmp_path / "models", tmp_path / "metrics", tmp_path / "plots",
-                               "text_kim_static")
-    metrics = train_experiment("text_kim_static", cfg, data_dir, outputs)
-    assert metrics["epochs"] == 1 and 0.0 <= metrics["test_acc"] <= 1.0
+    exp = "train.text_kim_static"
+    metrics = run_stage("train", "run=text_kim_static", *paths, f"{exp}.register_model=false",
+                        f"{exp}.model.filters=8", f"{exp}.trainer.max_epochs=1",
+                        f"{exp}.trainer.batch_size=4").metrics
+    assert metrics["epochs"] == 1
     assert metrics["params"] - metrics["trainable_params"] == glove.numel()  # frozen vectors
-    model, meta = load_checkpoint(outputs.checkpoint)
+    model, meta = load_checkpoint(tmp_path / "models" / "text_kim_static" / "model.ckpt")
     assert torch.equal(model.embedding.weight, glove)  # still GloVe after training
     assert meta["classes"] == ["negative", "positive"]
-    assert json.loads(outputs.metrics.read_text())["test_acc"] == metrics["test_acc"]
+    assert json.loads((tmp_path / "metrics/text/text_kim_static.json").read_text()) == metrics
 
 
 def test_prepare_stage_reports_bad_csv_in_one_line(tmp_path: Path):
@@ -88,61 +76,70 @@ def test_prepare_stage_reports_bad_csv_in_one_line(tmp_path: Path):
     assert result.returncode == 2
     assert f"error: {bad}, line 3: unknown label 'meh'" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "prepared" / "text").exists()  # nothing half-written
+    assert not (tmp_path / "prepared").exists()  # nothing half-written
 
 
 # ------------------------------------------------------------- results ----
-def fake_metrics(folder: Path, accs: dict[str, float], params: dict[str, int]) -> None:
-    for name, acc in accs.items():
-        write_json(folder / f"{name}.json", {"test_acc": acc, "params": params[name],
-                                             "trainable_params": params[name], "epochs": 4,
-                                             "seconds_per_epoch": 2.0, "fit_seconds": 8.0})
+NAMES = [name for name, exp in compose_config()["train"].items() if exp["dataset"] == "text"]
 
 
 @pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    path = tmp_path / "manifest.json"
-    write_json(path, {"vocab_size": 1000, "embedding_dim": 50, "min_count": 2, "max_len": 50,
-                      "sizes": {"train": 8000, "val": 1000, "test": 1000},
-                      "vectors": {"coverage": {"vocab": 0.99, "tokens": 0.96}}})
-    return path
+def results(tmp_path: Path):
+    """Fake metrics for every text experiment and a manifest; runs stage text_results."""
+    write_json(tmp_path / "prepared" / "text" / "manifest.json", {
+        "vocab_size": 1000, "embedding_dim": 50, "min_count": 2, "max_len": 50,
+        "sizes": {"train": 8000, "val": 1000, "test": 1000},
+        "vectors": {"coverage": {"vocab": 0.99, "tokens": 0.96}}})
+
+    def run(accs: list[float], params: list[int]):
+        for name, acc, n in zip(NAMES, accs, params, strict=True):
+            write_json(tmp_path / "metrics" / "text" / f"{name}.json", {
+                "test_acc": acc, "params": n, "trainable_params": n, "epochs": 4,
+                "seconds_per_epoch": 2.0, "fit_seconds": 8.0})
+        return run_stage("text_results",
+                         *(f"paths.{k}={tmp_path / k}" for k in ("prepared", "metrics", "reports")))
+
+    return run
 
 
-def test_results_table_and_claims(tmp_path: Path, manifest: Path):
-    names = [e.name for e in sentences.EXPERIMENTS]
-    accs = dict(zip(names, [0.74, 0.72, 0.785, 0.75, 0.73], strict=True))
-    params = dict(zip(names, [110_000, 110_000, 110_000, 109_000, 50_100], strict=True))
-    fake_metrics(tmp_path / "metrics", accs, params)
-    results = sentences.write_text_results(tmp_path / "metrics", manifest, tmp_path / "out")
-    rows = {r["experiment"]: r for r in results.rows}
+def test_text_experiments_come_from_the_params():
+    assert NAMES == ["text_kim_rand", "text_kim_static", "text_kim_nonstatic", "text_emb2d",
+                     "text_bag"]
+
+
+def test_results_table_and_claims(tmp_path: Path, results):
+    results([0.74, 0.72, 0.785, 0.75, 0.73], [110_000, 110_000, 110_000, 109_000, 50_100])
+    out = tmp_path / "reports" / "text_results"
+    rows = {r["experiment"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert list(rows) == NAMES
     assert rows["text_kim_nonstatic"]["test acc %"] == 78.5
     assert rows["text_kim_nonstatic"]["params w/o embedding"] == 110_000 - 50_000
     assert rows["text_kim_nonstatic"]["Kim (2014) on MR %"] == "81.5 (CNN-non-static)"
     assert rows["text_emb2d"]["Kim (2014) on MR %"] is None
-    claims = read_claims(tmp_path / "out" / "claims.json")
+    assert rows["text_bag"]["model"] == compose_config()["train"]["text_bag"]["description"]
+    claims = read_claims(out / "claims.json")
     assert [c.holds for c in claims] == [True, True, True]
     assert claims[1].value == pytest.approx(0.035)
-    report = (tmp_path / "out" / "results.md").read_text()
+    report = (out / "results.md").read_text()
     assert "word2vec" in report and "GloVe" in report and "| text_bag |" in report
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["kim_2014_mr"][
-        "static"]["accuracy"] == 81.0
+    assert json.loads((tmp_path / "metrics" / "text_results.json").read_text())[
+        "text_bag"]["test_acc"] == 0.73
 
 
-def test_claims_that_fail_or_cannot_be_judged(tmp_path: Path, manifest: Path):
-    names = [e.name for e in sentences.EXPERIMENTS]
-    accs = dict(zip(names, [0.70, 0.70, 0.76, 0.77, 0.78], strict=True))
-    params = dict(zip(names, [110_000, 110_000, 110_000, 55_000, 50_100], strict=True))
-    fake_metrics(tmp_path / "metrics", accs, params)
-    claims = sentences.write_text_results(tmp_path / "metrics", manifest, tmp_path / "out").claims
+def test_claims_that_fail_or_cannot_be_judged(tmp_path: Path, results):
+    claims = results([0.70, 0.70, 0.76, 0.77, 0.78], [110_000, 110_000, 110_000, 55_000, 50_100]
+                     ).claims
     assert claims[0].holds is False  # 76% < 78%
     assert claims[1].holds is None and "not comparable" in claims[1].evidence
     assert claims[2].holds is False  # the bag beat the CNN
 
 
-def test_results_need_every_metrics_file(tmp_path: Path, manifest: Path):
-    (tmp_path / "metrics").mkdir()
+def test_results_need_every_metrics_file_and_the_manifest(tmp_path: Path, results):
+    results([0.7] * 5, [100] * 5)
+    rerun = [f"paths.{k}={tmp_path / k}" for k in ("prepared", "metrics", "reports")]
+    (tmp_path / "metrics" / "text" / "text_kim_rand.json").unlink()
     with pytest.raises(DataError, match="text_kim_rand.json"):
-        sentences.write_text_results(tmp_path / "metrics", manifest, tmp_path / "out")
-    with pytest.raises(DataError, match="missing"):
-        sentences.write_text_results(tmp_path / "metrics", tmp_path / "no.json", tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+        run_stage("text_results", *rerun)
+    (tmp_path / "prepared" / "text" / "manifest.json").unlink()
+    with pytest.raises(DataError, match="manifest.json"):
+        run_stage("text_results", *rerun)

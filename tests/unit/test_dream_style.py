@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -11,10 +11,10 @@ import torch
 from cnnlab.analysis import backbone as bb
 from cnnlab.analysis.dream import DreamSettings, deep_dream, dream_and_measure, run_deepdream, truncate
 from cnnlab.analysis.style import StyleObjective, StyleSettings, gram_matrix, run_style, transfer_style
-from cnnlab.data.prepared import Split, write_prepared
 from cnnlab.core.errors import CheckpointError, ConfigError, DataError
-from cnnlab.models import InputSpec, build_model
 from cnnlab.core.threads import torch_threads
+from cnnlab.data.prepared import Split, write_prepared
+from cnnlab.models import InputSpec, build_model
 from cnnlab.training.checkpoint import save_checkpoint
 
 TINY_CNN = {"name": "convnet", "conv": [{"channels": 4, "kernel": 3}, {"channels": 6, "kernel": 3}],
@@ -61,7 +61,7 @@ def test_deep_dream_raises_the_layers_activation_more_than_noise_does():
 
 def test_deep_dream_is_deterministic_for_a_seed_and_jitter_depends_on_it():
     layer = truncate(tiny_cnn(), "relu1")
-    settings = DreamSettings(octaves=1, steps=4, step_size=0.05, jitter=2)
+    settings = DreamSettings(octaves=1, octave_scale=1.4, steps=4, step_size=0.05, jitter=2)
     a = deep_dream(layer, digits(2), settings, seed=3)
     b = deep_dream(layer, digits(2), settings, seed=3)
     c = deep_dream(layer, digits(2), settings, seed=4)
@@ -73,18 +73,20 @@ def test_deep_dream_through_the_backbone_amplifies_a_photo_layer():
     net = bb.build_backbone(TINY_BACKBONE)
     photo = bb.bundled_image("chelsea", 32)[None]
     _, stats = dream_and_measure(lambda x: net.features(x, ["relu2"])["relu2"], photo,
-                                 DreamSettings(octaves=2, steps=4, step_size=0.02, jitter=2))
+                                 DreamSettings(octaves=2, octave_scale=1.4, steps=4, step_size=0.02,
+                                               jitter=2))
     assert stats["ratio"] > 1.05
 
 
 def test_unknown_layer_and_too_many_octaves_are_config_errors():
     with pytest.raises(ConfigError, match="relu9"):
         truncate(tiny_cnn(), "relu9")
-    shrink = DreamSettings(octaves=6, octave_scale=2.0, steps=1)
+    shrink = DreamSettings(octaves=6, octave_scale=2.0, steps=1, step_size=0.02, jitter=0)
     with pytest.raises(ConfigError, match="too small"):
         deep_dream(truncate(tiny_cnn(), "relu2"), digits(1), shrink)
     with pytest.raises(ConfigError, match="digits"):
-        DreamSettings.from_cfg({"steps": 0}, "digits")
+        DreamSettings.from_cfg({"octaves": 1, "octave_scale": 1.4, "steps": 0, "step_size": 0.1,
+                                "jitter": 0}, "digits")
 
 
 # --- style transfer ---------------------------------------------------------------------
@@ -107,7 +109,7 @@ def test_style_transfer_lowers_the_style_loss(optimizer):
     content = bb.bundled_image("chelsea", 32)[None]
     style = bb.bundled_image("brick", 32)[None]
     settings = StyleSettings("relu2", ("input", "relu1", "relu2"), 1.0, 1.0, steps=15, lr=0.05,
-                             optimizer=optimizer)
+                             optimizer=optimizer, init="content")
     objective = StyleObjective(net, content, style, settings)
     before = objective.measure(content)
     result, history = transfer_style(objective, content)
@@ -118,11 +120,12 @@ def test_style_transfer_lowers_the_style_loss(optimizer):
 
 
 def test_style_settings_reject_unknown_choices():
-    base = {"content_layer": "relu1", "style_layers": ["relu1"]}
+    base = {"content_layer": "relu1", "style_layers": ["relu1"], "content_weight": 1.0,
+            "style_weight": 1.0, "steps": 1, "lr": 0.1, "optimizer": "adam", "init": "content"}
     with pytest.raises(ConfigError, match="optimizer"):
         StyleSettings.from_cfg({**base, "optimizer": "sgd"})
     with pytest.raises(ConfigError, match="content_layer"):
-        StyleSettings.from_cfg({"style_layers": ["relu1"]})
+        StyleSettings.from_cfg({k: v for k, v in base.items() if k != "content_layer"})
     net = bb.build_backbone(TINY_BACKBONE)
     image = torch.rand(1, 3, 16, 16)
     with pytest.raises(ConfigError, match="relu7"):
@@ -228,9 +231,11 @@ def tiny_run(tmp_path) -> tuple[Path, Path]:
 
 
 DREAM_CFG = {"seed": 0, "min_ratio": 1.01, "threads": 1,
-             "digits": {"count": 3, "layer": "relu2", "octaves": 2, "steps": 4, "step_size": 0.05,
+             "digits": {"count": 3, "layer": "relu2", "octaves": 2, "octave_scale": 1.4, "steps": 4,
+                        "step_size": 0.05,
                         "jitter": 1},
-             "photo": {"image": "coffee", "size": 32, "layer": "relu2", "octaves": 2, "steps": 3,
+             "photo": {"image": "coffee", "size": 32, "layer": "relu2", "octaves": 2,
+                       "octave_scale": 1.4, "steps": 3,
                        "step_size": 0.02, "jitter": 2},
              "backbone": TINY_BACKBONE}
 
@@ -238,11 +243,11 @@ DREAM_CFG = {"seed": 0, "min_ratio": 1.01, "threads": 1,
 def test_run_deepdream_writes_figures_numbers_and_claims(tiny_run, tmp_path):
     ckpt, data = tiny_run
     out = tmp_path / "reports" / "deepdream"
-    result = run_deepdream(DREAM_CFG, ckpt, data, out, track=False)
-    assert {p.name for p in out.iterdir()} == {"digits.png", "photo.png", "dream.json", "dream.md",
-                                               "claims.json"}
+    out.mkdir(parents=True)
+    result, claims = run_deepdream(DREAM_CFG, ckpt, data, out)
+    assert {p.name for p in out.iterdir()} == {"digits.png", "photo.png", "dream.md"}
     assert (out / "digits.png").read_bytes()[:4] == b"\x89PNG"
-    claims = json.loads((out / "claims.json").read_text())
+    claims = [asdict(c) for c in claims]
     assert [c["claim"] for c in claims] == ["Deep Dream amplifies what a layer detects"] * 2
     assert claims[0]["value"] == pytest.approx(result["digits"]["ratio"])
     assert claims[0]["holds"] == (result["digits"]["ratio"] >= 1.01
@@ -250,16 +255,15 @@ def test_run_deepdream_writes_figures_numbers_and_claims(tiny_run, tmp_path):
     assert result["digits"]["ratio"] > 1.0 and result["photo"]["ratio"] > 1.0
 
 
-def test_run_deepdream_bad_checkpoint_names_it_and_keeps_old_output(tiny_run, tmp_path):
+def test_run_deepdream_bad_checkpoint_names_it_and_writes_nothing(tiny_run, tmp_path):
     _, data = tiny_run
     out = tmp_path / "deepdream"
     out.mkdir()
-    (out / "claims.json").write_text("[]")
     bad = tmp_path / "broken.ckpt"
     bad.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="broken.ckpt"):
-        run_deepdream(DREAM_CFG, bad, data, out, track=False)
-    assert (out / "claims.json").read_text() == "[]"
+        run_deepdream(DREAM_CFG, bad, data, out)
+    assert not list(out.iterdir())
 
 
 def test_run_style_writes_images_and_a_claim(tmp_path):
@@ -269,11 +273,11 @@ def test_run_style_writes_images_and_a_claim(tmp_path):
            "steps": 10, "init": "content", "min_style_drop": 2.0, "max_content_fraction": 1.0,
            "backbone": TINY_BACKBONE}
     out = tmp_path / "style"
-    numbers = run_style(cfg, out, track=False)
+    out.mkdir()
+    numbers, (claim,) = run_style(cfg, out, tmp_path / "losses.csv")
     assert numbers["style_loss_after"] < numbers["style_loss_before"]
     assert {p.name for p in (out / "images").iterdir()} == {"content.png", "style.png", "result.png"}
     assert (out / "transfer.png").is_file() and (out / "losses.png").is_file()
-    assert len((out / "losses.csv").read_text().splitlines()) == 1 + numbers["evaluations"]
-    (claim,) = json.loads((out / "claims.json").read_text())
-    assert claim["value"] == pytest.approx(numbers["style_drop"])
-    assert claim["holds"] == (numbers["style_drop"] >= 2.0 and numbers["content_fraction"] <= 1.0)
+    assert len((tmp_path / "losses.csv").read_text().splitlines()) == 1 + numbers["evaluations"]
+    assert claim.value == pytest.approx(numbers["style_drop"])
+    assert claim.holds == (numbers["style_drop"] >= 2.0 and numbers["content_fraction"] <= 1.0)

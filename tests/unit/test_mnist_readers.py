@@ -4,8 +4,8 @@ import pickle
 import numpy as np
 import pytest
 
-from cnnlab.data import mnist
 from cnnlab.core.errors import ConfigError, DataError
+from cnnlab.data import mnist
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -10,11 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.analysis.report import build_report, read_checked_claims, run_report
+from cnnlab.analysis.report import Training, build_report, read_checked_claims
 from cnnlab.core.errors import DataError
+from tests.conftest import ROOT
+from tests.stages import run_stage
 
-ROOT = Path(__file__).resolve().parents[2]
 TOPICS = {"params": "MNIST parameters", "audio": "Speech", "style": "Style transfer"}
+
+
+def report(project: dict[str, Path], topics: dict[str, str] = TOPICS) -> dict:
+    """build_report on the project's reports and its one training, written in place."""
+    trainings = {name: Training(project["metrics"] / "mnist" / f"{name}.json",
+                                project["plots"] / "mnist" / f"{name}.csv")
+                 for name in ("mnist_cnn", "mnist_dnn")}
+    return build_report({"topics": topics}, project["reports"], trainings,
+                        lambda name: project["reports"] / name)
 
 
 def _png(path: Path, colour: str) -> bytes:
@@ -39,7 +49,8 @@ def _claim(claim: str, holds: bool | None, value: float | None = 1.5) -> dict:
 def project(tmp_path) -> dict[str, Path]:
     """reports/ with two topics run (one figure), one expected topic missing, one extra."""
     reports, metrics, plots = tmp_path / "reports", tmp_path / "metrics", tmp_path / "plots"
-    for d in (reports / "params", reports / "style", reports / "extra", metrics, plots):
+    for d in (reports / "params", reports / "style", reports / "extra", metrics / "mnist",
+              plots / "mnist"):
         d.mkdir(parents=True)
     (reports / "params" / "claims.json").write_text(json.dumps([
         _claim("A CNN needs fewer parameters", True, 4.7),
@@ -47,17 +58,17 @@ def project(tmp_path) -> dict[str, Path]:
     (reports / "style" / "claims.json").write_text(json.dumps([
         _claim("Gram matrices carry style | texture", None, None)]))
     (reports / "extra" / "claims.json").write_text(json.dumps([_claim("An unlisted topic", True)]))
-    (metrics / "mnist_cnn.json").write_text(json.dumps(
+    (metrics / "mnist" / "mnist_cnn.json").write_text(json.dumps(
         {"test_acc": 0.987, "val_acc": 0.985, "params": 137660, "epochs": 2,
          "seconds_per_epoch": 3.2}))
-    (plots / "mnist_cnn.csv").write_text("epoch,train_loss,val_acc\n1,0.5,0.95\n2,0.2,0.985\n")
+    (plots / "mnist" / "mnist_cnn.csv").write_text("epoch,train_loss,val_acc\n1,0.5,0.95\n2,0.2,0.985\n")
     return {"reports": reports, "metrics": metrics, "plots": plots,
             "figure": reports / "style" / "transfer.png"}
 
 
 def test_report_lists_every_claim_marks_missing_topics_and_embeds_figures(project):
     figure = _png(project["figure"], "red")
-    result = build_report(project["reports"], project["metrics"], project["plots"], TOPICS)
+    result = report(project)
     assert result["claims"] == 4 and result["hold"] == 2 and result["fail"] == 1
     assert result["unmeasured"] == 1 and result["topics_not_run"] == 1
     assert result["topics"] == {"params": "2 claims", "audio": "not run", "style": "1 claims",
@@ -77,13 +88,12 @@ def test_report_lists_every_claim_marks_missing_topics_and_embeds_figures(projec
     assert base64.b64encode(figure).decode() in page  # self-contained: the figure is inside
     assert page.count("data:image/png;base64,") == 2  # the figure and the training curves
     assert "Gram matrices carry style | texture" in page and "not run" in page
-    assert json.loads((project["reports"] / "report.json").read_text())["hold"] == 2
 
 
 def test_report_without_any_stage_output_says_not_run(tmp_path):
     reports = tmp_path / "reports"
     reports.mkdir()
-    result = build_report(reports, tmp_path / "no_metrics", None, TOPICS)
+    result = report({"reports": reports, "metrics": tmp_path / "none", "plots": tmp_path / "none"})
     assert result["claims"] == 0 and result["topics_not_run"] == 3
     md = (reports / "report.md").read_text()
     assert md.count("Not run") == 3 and "No training metrics." in md
@@ -101,17 +111,17 @@ def test_corrupt_claims_file_is_named_and_no_report_is_written(project, content,
     bad = project["reports"] / "params" / "claims.json"
     bad.write_text(content)
     with pytest.raises(DataError, match=problem) as err:
-        build_report(project["reports"], project["metrics"], project["plots"], TOPICS)
+        report(project)
     assert str(bad) in str(err.value)
     assert not (project["reports"] / "report.md").exists()
     assert not (project["reports"] / "report.html").exists()
 
 
 def test_corrupt_metrics_file_is_named(project):
-    bad = project["metrics"] / "mnist_dnn.json"
+    bad = project["metrics"] / "mnist" / "mnist_dnn.json"
     bad.write_text("{not json")
     with pytest.raises(DataError, match="mnist_dnn.json"):
-        build_report(project["reports"], project["metrics"], project["plots"], TOPICS)
+        report(project)
 
 
 def test_read_checked_claims_round_trips_valid_rows(tmp_path):
@@ -122,23 +132,33 @@ def test_read_checked_claims_round_trips_valid_rows(tmp_path):
         ("a", 2, True), ("b", None, None)]
 
 
-def test_run_report_logs_to_mlflow(project, isolated_mlflow):
+def stage_paths(project: dict[str, Path]) -> list[str]:
+    return [f"paths.{k}={project[k]}" for k in ("reports", "metrics", "plots")]
+
+
+def test_report_stage_writes_its_counts_and_logs_the_report(project, isolated_mlflow):
     from mlflow.tracking import MlflowClient
 
-    run_report({"topics": TOPICS}, project["reports"], project["metrics"], project["plots"])
+    (project["reports"] / "params_report").mkdir()
+    (project["reports"] / "params_report" / "claims.json").write_text(
+        json.dumps([_claim("A CNN needs fewer parameters", True, 4.7)]))
+    result = run_stage("report", *stage_paths(project))
+    counts = json.loads((project["metrics"] / "report.json").read_text())
+    assert counts["hold"] == result.metrics["hold"] == 3  # params_report, params, extra
+    assert counts["topics"]["audio_results"] == "not run"
     client = MlflowClient(isolated_mlflow)
     (run,) = client.search_runs([client.get_experiment_by_name("report").experiment_id])
-    assert run.data.metrics["hold"] == 2 and run.data.metrics["claims"] == 4
-    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"report.md", "report.html", "report.json"} <= logged
+    assert run.data.metrics["hold"] == 3 and run.data.metrics["claims"] == 5
+    logged = {a.path for folder in ("reports", "metrics")
+              for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"reports/report.md", "reports/report.html", "reports/training_curves.png",
+            "metrics/report.json"} <= logged
 
 
 def test_report_stage_reports_a_corrupt_claims_file_in_one_line(project):
     (project["reports"] / "style" / "claims.json").write_text("[oops")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "pipelines" / "report.py"),
-         f"paths.reports={project['reports']}", f"paths.metrics={project['metrics']}",
-         f"paths.plots={project['plots']}"],
+        [sys.executable, str(ROOT / "pipelines" / "report.py"), *stage_paths(project)],
         cwd=project["reports"].parent, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(

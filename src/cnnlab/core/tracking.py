@@ -8,6 +8,7 @@ to the original root, so every run lands in the one database. `MLFLOW_TRACKING_U
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,6 +19,9 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+
+for _chatty in ("mlflow", "alembic"):  # schema creation and registry notes: not for the console
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 SWEEP_TAG = "cnnlab.sweep"
 PARENT_TAG = "mlflow.parentRunId"
