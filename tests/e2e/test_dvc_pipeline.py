@@ -54,36 +54,65 @@ def repo(tmp_path_factory):
         return result
 
     run(sys.executable, "pipelines/compose_params.py")
-    run("git", "init", "-q")
+    run("git", "init", "-q", "-b", "main")
     run("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
     return dest, run
 
 
-def test_repro_twice_then_an_experiment(repo):
+def exp_show_test_acc(table: list, metrics_file: str) -> dict[str, float]:
+    """{name or rev: test_acc} of every commit and experiment in `dvc exp show --json`."""
+    found = {}
+
+    def visit(node):
+        if isinstance(node, dict):
+            metrics = ((node.get("data") or {}).get("metrics") or {}).get(metrics_file)
+            if metrics and "rev" in node:
+                found[node.get("name") or node["rev"]] = metrics["data"]["test_acc"]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(table)
+    return found
+
+
+def test_repro_twice_then_an_experiment_that_exp_show_compares(repo):
     dest, run = repo
     first = run("dvc", "repro", "params_report")
     for stage in MNIST_STAGES:
         assert f"Running stage '{stage}'" in first.stdout, stage
-    metrics = json.loads((dest / "metrics" / "mnist_cnn.json").read_text())
+    metrics = json.loads((dest / "metrics" / "mnist" / "mnist_cnn.json").read_text())
     assert metrics["params"] == 137_660
-    claims = json.loads((dest / "reports" / "params" / "claims.json").read_text())
+    claims = json.loads((dest / "reports" / "params_report" / "claims.json").read_text())
     assert any(c["claim"].startswith("A convolution is a dense layer") and c["holds"] for c in claims)
+    run("git", "add", "-A")  # metrics/ and plots/ are committed, as DVC's example project does
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
 
     second = run("dvc", "repro", "params_report")
     assert "Running stage" not in second.stdout
     assert "up to date" in second.stdout
 
     shown = run("dvc", "plots", "show", "--json")
-    assert "plots/mnist_cnn.csv" in shown.stdout
+    assert "plots/mnist/mnist_cnn.csv" in shown.stdout
 
-    exp = run("dvc", "exp", "run", "params_report", "-S", "train.mnist_cnn.model.conv.0.channels=8")
+    exp = run("dvc", "exp", "run", "params_report", "-n", "narrow",
+              "-S", "train.mnist_cnn.model.conv.0.channels=8")
     assert "Running stage 'train@mnist_cnn'" in exp.stdout
     assert "Running stage 'train@mnist_dnn'" not in exp.stdout  # only the changed model re-ran
-    table = json.loads(run("dvc", "exp", "show", "--json").stdout)
-    text = json.dumps(table)
-    assert "metrics/mnist_cnn.json" in text and "test_acc" in text
     assert (yaml.safe_load((dest / "params.yaml").read_text())
             ["train"]["mnist_cnn"]["model"]["conv"][0]["channels"]) == 8
-    assert json.loads((dest / "metrics" / "mnist_cnn.json").read_text())["params"] == (
+    assert json.loads((dest / "metrics" / "mnist" / "mnist_cnn.json").read_text())["params"] == (
         8 * 9 + 8 + 50 * 8 * 9 + 50 + 1250 * 100 + 100 + 1010)
+
+    table = json.loads(run("dvc", "exp", "show", "--json").stdout)
+    accs = exp_show_test_acc(table, "metrics/mnist/mnist_cnn.json")
+    assert isinstance(accs.get("main"), float) and isinstance(accs.get("narrow"), float), accs
+    assert accs["narrow"] != accs["main"]  # 8 filters instead of 25: a different model
+    dnn = exp_show_test_acc(table, "metrics/mnist/mnist_dnn.json")
+    assert dnn["narrow"] == dnn["main"]  # unchanged: the experiment reused its output
+
+    diff = json.loads(run("dvc", "plots", "diff", "main", "narrow", "--json").stdout)
+    assert "plots/mnist/mnist_cnn.csv" in json.dumps(diff)
