@@ -30,7 +30,6 @@ import functools
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from cnnlab.core import tracking
 from cnnlab.core.claims import Claim, write_claims
 from cnnlab.core.errors import CnnlabError, ConfigError
-from cnnlab.core.io import write_json
+from cnnlab.core.io import replace_dir, temp_dir_beside, temp_file_beside, write_json
 
 OUTPUT_PATHS = ("models", "metrics", "plots", "reports")  # moved under a multirun job's folder
 
@@ -78,43 +77,26 @@ class StageContext:
     _staged: dict[Path, Path] = field(default_factory=dict)  # final path -> temporary path
     _made: list[Path] = field(default_factory=list)  # folders made for staging, removed on failure
 
-    def _parent(self, final: Path) -> None:
-        missing = [d for d in (final.parent, *final.parent.parents) if not d.exists()]
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._made += missing
+    def _stage(self, final: Path, make: Callable[[Path], Path]) -> Path:
+        if final not in self._staged:
+            self._made += [d for d in (final.parent, *final.parent.parents) if not d.exists()]
+            self._staged[final] = make(final)
+        return self._staged[final]
 
     def out_dir(self, final: str | Path) -> Path:
         """A fresh folder to fill; it replaces `final` when the stage succeeds."""
-        final = Path(final)
-        if final not in self._staged:
-            self._parent(final)
-            self._staged[final] = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp",
-                                                        dir=final.parent))
-            self._staged[final].chmod(0o755)
-        return self._staged[final]
+        return self._stage(Path(final), temp_dir_beside)
 
     def out_file(self, final: str | Path) -> Path:
         """A temporary path to write; it replaces `final` when the stage succeeds."""
-        final = Path(final)
-        if final not in self._staged:
-            self._parent(final)
-            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-            os.close(fd)
-            os.chmod(tmp, 0o644)
-            self._staged[final] = Path(tmp)
-        return self._staged[final]
+        return self._stage(Path(final), temp_file_beside)
 
     def publish(self) -> list[Path]:
         """Move every staged output into place; returns the published files."""
         files = []
         for final, tmp in self._staged.items():
             if tmp.is_dir():
-                old = final.with_name(f".{final.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                if final.exists():
-                    os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
+                replace_dir(tmp, final)
                 files += sorted(p for p in final.rglob("*") if p.is_file())
             else:
                 os.replace(tmp, final)
