@@ -416,7 +416,7 @@ def test_the_schema_rejects_a_missing_key():
     section = _composed_audio()
     cut = {**section, "features": {k: v for k, v in section["features"].items()
                                    if k != "top_db"}}
-    with pytest.raises(ConfigError, match="missing key.*features.top_db"):
+    with pytest.raises(ConfigError, match=r"^data\.audio\.features\.top_db: missing"):
         validate(cut, AudioConfig, "data.audio")
 
 
