@@ -13,7 +13,7 @@ def main(cfg: dict, ctx: StageContext) -> StageResult:
     name, dataset, paths = ctx.name, cfg["dataset"], ctx.paths
     outputs = RunOutputs(ctx.out_file(paths.models / name / "model.ckpt"),
                          ctx.out_file(paths.plots / dataset / f"{name}.csv"))
-    metrics = train_experiment(name, cfg, paths.prepared / dataset, outputs)
+    metrics = train_experiment(name, cfg, paths.prepared / dataset, outputs, ctx.in_sweep)
     return StageResult(metrics, metrics_file=paths.metrics / dataset / f"{name}.json", summary=[
         f"train {name}: test_acc={metrics['test_acc']:.4f} params={metrics['params']} "
         f"s/epoch={metrics['seconds_per_epoch']:.1f}"])

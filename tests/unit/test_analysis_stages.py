@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from cnnlab.analysis.grids import PAD_RGB
 from cnnlab.analysis.trained import load_inputs
-from cnnlab.core.errors import CheckpointError, DataError
+from cnnlab.core.errors import CheckpointError, ConfigError, DataError
 from cnnlab.models import InputSpec, build_model
 from cnnlab.training.checkpoint import save_checkpoint
 from tests.conftest import ROOT
@@ -224,3 +224,23 @@ def test_stage_script_reports_a_missing_checkpoint_in_one_line(tmp_path):
         "(run the train stage first)"]
     assert "Traceback" not in result.stderr
     assert not list((tmp_path / "reports").rglob("*"))
+
+
+def test_a_device_this_machine_lacks_is_a_config_error_before_any_output(project):
+    root, paths = project
+    device = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+    with pytest.raises(ConfigError, match=r"analysis\.classes\.device"):
+        run_stage("classes", *paths, *fast("classes", experiment="tiny_cnn", device=device))
+    assert not [p for d in ("reports", "metrics") for p in (root / d).rglob("*")]
+
+
+def test_device_cpu_gives_the_same_numbers_as_auto_on_this_machine(project):
+    """On a machine without a GPU `auto` is the CPU: the same numbers, bit for bit."""
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        pytest.skip("auto picks a GPU here")
+    _, paths = project
+    metrics = [run_stage("invariance", *paths,
+                         *fast("invariance", cnn="tiny_cnn", dense="tiny_dnn", max_shift=1,
+                               max_test=200, device=device)).metrics
+               for device in ("cpu", "auto")]
+    assert metrics[0] == metrics[1]

@@ -230,7 +230,7 @@ def tiny_run(tmp_path) -> tuple[Path, Path]:
     return ckpt, data
 
 
-DREAM_CFG = {"seed": 0, "min_ratio": 1.01, "threads": 1,
+DREAM_CFG = {"seed": 0, "min_ratio": 1.01, "threads": 1, "device": "auto",
              "digits": {"count": 3, "layer": "relu2", "octaves": 2, "octave_scale": 1.4, "steps": 4,
                         "step_size": 0.05,
                         "jitter": 1},
@@ -268,6 +268,7 @@ def test_run_deepdream_bad_checkpoint_names_it_and_writes_nothing(tiny_run, tmp_
 
 def test_run_style_writes_images_and_a_claim(tmp_path):
     cfg = {"seed": 0, "content": "chelsea", "style": "brick", "size": 32, "threads": 1,
+           "device": "auto",
            "content_layer": "relu2", "style_layers": ["input", "relu1", "relu2"],
            "content_weight": 1.0, "style_weight": 1.0, "optimizer": "adam", "lr": 0.05,
            "steps": 10, "init": "content", "min_style_drop": 2.0, "max_content_fraction": 1.0,

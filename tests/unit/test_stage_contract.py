@@ -111,4 +111,4 @@ def test_a_bad_config_stops_before_any_output_or_run(tmp_path):
 def test_a_failure_in_a_fresh_project_leaves_no_empty_folders(tmp_path):
     with pytest.raises(DataError):
         make_toy_stage(True).run(toy_config(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock"]

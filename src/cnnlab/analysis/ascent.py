@@ -88,7 +88,7 @@ def unit_objective(units: Sequence[int] | torch.Tensor,
     def objective(acts: torch.Tensor) -> torch.Tensor:
         if acts.shape[0] != len(index):
             raise ValueError(f"{acts.shape[0]} images for {len(index)} target units")
-        picked = acts[torch.arange(len(index)), index.to(acts.device)]
+        picked = acts[torch.arange(len(index), device=acts.device), index.to(acts.device)]
         if activation is not None:
             picked = activation(picked)
         return picked.reshape(len(index), -1).sum(dim=1)
@@ -310,10 +310,19 @@ def channels_last(model: nn.Module, images: torch.Tensor) -> Iterator[torch.Tens
         model.to(memory_format=torch.contiguous_format)
 
 
-def start_images(n: int, input_shape: Sequence[int], settings: AscentSettings) -> torch.Tensor:
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights (or, without weights, its buffers) live; CPU if it has none."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def start_images(n: int, input_shape: Sequence[int], settings: AscentSettings,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """Grey noise from a CPU generator (the same images on every device), moved to `device`."""
     gen = torch.Generator().manual_seed(settings.seed)
     noise = torch.randn((n, *input_shape), generator=gen)
-    return (settings.init_mean + settings.init_std * noise).clamp(0.0, 1.0)
+    return (settings.init_mean + settings.init_std * noise).clamp(0.0, 1.0).to(device)
 
 
 def _penalty(terms: Sequence[Term], images: torch.Tensor) -> torch.Tensor:
@@ -333,11 +342,13 @@ def ascend(model: nn.Module, layer: str, objective: Objective, n_images: int,
 
     All images are optimised as one batch with Adam; the model's weights do not change.
     `measure` (default: the objective) is what the result reports before and after, e.g.
-    the plain ReLU activation when the objective is its leaky surrogate.
+    the plain ReLU activation when the objective is its leaky surrogate. The ascent runs on
+    the model's device; the result's tensors stay there.
     """
     measure = measure or objective
-    if start is None:
-        start = start_images(n_images, input_shape, settings)
+    device = model_device(model)
+    start = start_images(n_images, input_shape, settings, device) if start is None \
+        else start.to(device)
     gen = torch.Generator().manual_seed(settings.seed + 1)
     trace: list[float] = []
     with (frozen(model), channels_last(model, start) as start,
@@ -396,4 +407,4 @@ def max_over_inputs(model: nn.Module, layer: str, inputs: torch.Tensor,
 def layer_output_shape(model: nn.Module, layer: str, input_shape: Sequence[int]) -> tuple[int, ...]:
     """The shape of one example's output of `layer` ([channels, h, w] or [neurons])."""
     with frozen(model), LayerProbe(model, layer) as probe, torch.no_grad():
-        return tuple(probe(torch.zeros((1, *input_shape))).shape[1:])
+        return tuple(probe(torch.zeros((1, *input_shape), device=model_device(model))).shape[1:])

@@ -16,6 +16,7 @@ from cnnlab.analysis.ascent import AscentSettings, ascend, build_terms, unit_obj
 from cnnlab.analysis.grids import save_png, tile_grid
 from cnnlab.analysis.trained import load_inputs
 from cnnlab.core.claims import Claim, csv_text, markdown_table
+from cnnlab.core.devices import resolve_device
 from cnnlab.core.errors import DataError
 from cnnlab.core.io import save_torch, write_text
 from cnnlab.core.threads import torch_threads
@@ -36,6 +37,7 @@ class ClassesConfig:
     few_ink: dict[str, Any]
     scale: int
     threads: int | None
+    device: str
 
 
 def ink_fraction(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -66,14 +68,14 @@ def class_means(x: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tenso
 
 def measure_class_images(model: nn.Module, images: torch.Tensor, means: torch.Tensor,
                          ink_threshold: float) -> dict[str, torch.Tensor]:
-    targets = torch.arange(len(images))
+    targets = torch.arange(len(images), device=images.device)
     with torch.no_grad():
         logits = model(images)
     return {"logit": logits[targets, targets],
             "confidence": logits.softmax(dim=1)[targets, targets],
             "ink_fraction": ink_fraction(images, ink_threshold),
             "mean_intensity": images.reshape(len(images), -1).mean(dim=1),
-            "corr_mean_digit": pearson(images, means)}
+            "corr_mean_digit": pearson(images.cpu(), means.cpu())}  # float64: MPS has none
 
 
 def run_classes(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_dir: Path
@@ -87,8 +89,9 @@ def run_classes(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_di
     layer = str(cfg["layer"])
     threshold = float(cfg["ink_threshold"])
     variants = {"unconstrained": cfg["unconstrained"], "few_ink": cfg["few_ink"]}
+    device = resolve_device(cfg["device"], "analysis.classes.device")
     with torch_threads(cfg["threads"], "analysis.classes.threads"):
-        inputs = load_inputs(checkpoint, data_dir, cfg["max_test"])
+        inputs = load_inputs(checkpoint, data_dir, cfg["max_test"], device)
         shape = tuple(inputs.meta["input_shape"])
         n_classes = len(inputs.meta["classes"])
         means = class_means(inputs.test_x, inputs.test_y, n_classes)
@@ -101,9 +104,11 @@ def run_classes(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_di
             result = ascend(inputs.model, layer, unit_objective(range(n_classes)), n_classes,
                             shape, settings, terms)
             seconds[variant] = time.perf_counter() - start
-            images[variant] = result.images
-            measured[variant] = measure_class_images(inputs.model, result.images, means,
-                                                     threshold)
+            images[variant] = result.images.cpu()
+            measured[variant] = {k: v.cpu() for k, v in measure_class_images(
+                inputs.model, result.images, means, threshold).items()}
+        real = {k: v.cpu() for k, v in real.items()}
+        means = means.cpu()
     classes = list(inputs.meta["classes"])
     rows = [{"class": classes[c], "images": variant,
              **{k: float(v[c]) for k, v in m.items()}}

@@ -23,6 +23,7 @@ from torch import nn
 
 from cnnlab.analysis.backbone import BackboneConfig, build_backbone, bundled_image
 from cnnlab.core.claims import Claim, markdown_table
+from cnnlab.core.devices import resolve_device
 from cnnlab.core.errors import ConfigError, DataError
 from cnnlab.core.io import write_text
 from cnnlab.core.threads import torch_threads
@@ -126,6 +127,7 @@ def dream_and_measure(layer_fn: LayerFn, images: torch.Tensor, settings: DreamSe
     after = activation_norms(layer_fn, dreamt)
     change = (dreamt - images).abs().mean(dim=(1, 2, 3), keepdim=True)
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(int(seed) + 1))
+    noise = noise.to(images.device)
     noise = noise * change / noise.abs().mean(dim=(1, 2, 3), keepdim=True)
     control = activation_norms(layer_fn, (images + noise).clamp(0, 1))
     ratios = after / before.clamp_min(1e-12)
@@ -155,7 +157,7 @@ def save_before_after(path: Path, before: torch.Tensor, after: torch.Tensor, tit
     for i in range(n):
         for j, (batch, label) in enumerate(((before, "before"), (after, "after"))):
             ax = axes[0][j] if n == 1 else axes[j][i]
-            image = batch[i].clamp(0, 1)
+            image = batch[i].clamp(0, 1).cpu()
             if image.shape[0] == 1:
                 ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
             else:
@@ -208,6 +210,7 @@ class DeepDreamConfig:
     photo: DreamPhoto
     backbone: BackboneConfig
     threads: int | None
+    device: str
 
 
 def run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_dir: Path
@@ -216,27 +219,29 @@ def run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_
 
     Writes `out_dir/{digits.png, photo.png, dream.md}`; returns the metrics and the claims.
     """
+    device = resolve_device(cfg["device"], "analysis.deepdream.device")
     with torch_threads(cfg["threads"], "analysis.deepdream.threads"):
-        return _run_deepdream(cfg, checkpoint, data_dir, out_dir)
+        return _run_deepdream(cfg, checkpoint, data_dir, out_dir, device)
 
 
-def _run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_dir: Path
-                   ) -> tuple[dict[str, Any], list[Claim]]:
+def _run_deepdream(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path, out_dir: Path,
+                   device: torch.device) -> tuple[dict[str, Any], list[Claim]]:
     from cnnlab.training.checkpoint import load_checkpoint
 
     seed = int(cfg["seed"])
     min_ratio = float(cfg["min_ratio"])
     dcfg, pcfg = cfg["digits"], cfg["photo"]
     model, meta = load_checkpoint(checkpoint)
+    model.to(device)
     digit_layer = truncate(model, dcfg["layer"])
-    digits = _digits(data_dir, int(dcfg["count"]), tuple(meta["input_shape"]))
+    digits = _digits(data_dir, int(dcfg["count"]), tuple(meta["input_shape"])).to(device)
     dreamt_digits, digit_stats = dream_and_measure(
         digit_layer, digits, DreamSettings.from_cfg(dcfg, "digits"), seed)
 
-    backbone = build_backbone(cfg["backbone"])
+    backbone = build_backbone(cfg["backbone"]).to(device)
     photo_layer = str(pcfg["layer"])
     backbone.check_layers([photo_layer])
-    photo = bundled_image(str(pcfg["image"]), int(pcfg["size"]))[None]
+    photo = bundled_image(str(pcfg["image"]), int(pcfg["size"]))[None].to(device)
     dreamt_photo, photo_stats = dream_and_measure(
         lambda x: backbone.features(x, [photo_layer])[photo_layer], photo,
         DreamSettings.from_cfg(pcfg, "photo"), seed)

@@ -22,6 +22,7 @@ from cnnlab.analysis.ascent import LayerProbe, frozen, layer_output_shape
 from cnnlab.analysis.grids import tile_grid
 from cnnlab.analysis.trained import load_inputs
 from cnnlab.core.claims import Claim, csv_text, markdown_table
+from cnnlab.core.devices import resolve_device
 from cnnlab.core.errors import ConfigError, DataError
 from cnnlab.core.io import write_text
 from cnnlab.core.threads import torch_threads
@@ -55,13 +56,14 @@ def gradient_map(model: nn.Module, layer: str, inputs: torch.Tensor) -> torch.Te
     shape = layer_output_shape(model, layer, inputs.shape[1:])
     count = shape[0]
     x = inputs.repeat_interleave(count, dim=0).requires_grad_(True)  # row i*count + c: unit c
-    units = torch.arange(count).repeat(len(inputs))
+    units = torch.arange(count, device=inputs.device).repeat(len(inputs))
     with frozen(model), LayerProbe(model, layer) as probe:
         acts = probe(x)
         if acts.dim() == 4:
-            picked = acts[torch.arange(len(x)), units, acts.shape[2] // 2, acts.shape[3] // 2]
+            picked = acts[torch.arange(len(x), device=x.device), units, acts.shape[2] // 2,
+                          acts.shape[3] // 2]
         else:
-            picked = acts[torch.arange(len(x)), units]
+            picked = acts[torch.arange(len(x), device=x.device), units]
         picked.sum().backward()
     return x.grad.abs().mean(dim=(0, 1))
 
@@ -69,8 +71,9 @@ def gradient_map(model: nn.Module, layer: str, inputs: torch.Tensor) -> torch.Te
 def spread(energy: torch.Tensor) -> tuple[float, int]:
     """(RMS distance from the centre of mass, pixels holding 90% of the mass) of a 2-D map."""
     p = energy.double() / energy.sum().clamp_min(1e-30)
-    ys, xs = torch.meshgrid(torch.arange(p.shape[0], dtype=torch.double),
-                            torch.arange(p.shape[1], dtype=torch.double), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(p.shape[0], dtype=torch.double, device=p.device),
+                            torch.arange(p.shape[1], dtype=torch.double, device=p.device),
+                            indexing="ij")
     cy, cx = (p * ys).sum(), (p * xs).sum()
     rms = float(torch.sqrt((p * ((ys - cy) ** 2 + (xs - cx) ** 2)).sum()))
     cumulative = p.flatten().sort(descending=True).values.cumsum(0)
@@ -109,6 +112,7 @@ class HierarchyConfig:
     digits: int
     grid_columns: int
     threads: int | None
+    device: str
 
 
 def run_hierarchy(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path,
@@ -126,13 +130,14 @@ def run_hierarchy(cfg: Mapping[str, Any], checkpoint: Path, data_dir: Path,
     if missing:
         raise DataError(f"{', '.join(map(str, image_files))}: no maximising images for layers "
                         f"{missing} (they hold {sorted(images)})")
+    device = resolve_device(cfg["device"], "analysis.hierarchy.device")
     with torch_threads(cfg["threads"], "analysis.hierarchy.threads"):
-        inputs = load_inputs(checkpoint, data_dir, int(cfg["digits"]))
+        inputs = load_inputs(checkpoint, data_dir, int(cfg["digits"]), device)
         shape = tuple(inputs.meta["input_shape"])
         fields = formula_fields(inputs.model, layers, shape)
         maps, rows = {}, []
         for layer in layers:
-            maps[layer] = gradient_map(inputs.model, layer, inputs.test_x)
+            maps[layer] = gradient_map(inputs.model, layer, inputs.test_x).cpu()
             rms, area = spread(maps[layer])
             rows.append({"layer": layer, "receptive_field": fields[layer],
                          "gradient_spread": rms, "gradient_area90": area,

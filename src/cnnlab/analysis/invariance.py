@@ -21,6 +21,7 @@ from torch import nn
 from cnnlab.analysis.ascent import shift
 from cnnlab.analysis.trained import load_inputs
 from cnnlab.core.claims import Claim, csv_text, markdown_table
+from cnnlab.core.devices import resolve_device
 from cnnlab.core.errors import ConfigError
 from cnnlab.core.io import write_text
 from cnnlab.core.threads import torch_threads
@@ -71,6 +72,7 @@ class InvarianceConfig:
     restore: list[str]
     max_drop: float
     threads: int | None
+    device: str
 
 
 def check_cfg(cfg: Mapping[str, Any]) -> tuple[int, list[list[int]], int, list[str]]:
@@ -104,9 +106,10 @@ def run_invariance(cfg: Mapping[str, Any], checkpoints: Mapping[str, Path], data
     curves: dict[str, list[dict[str, float]]] = {}
     subsampled: list[dict[str, Any]] = []
     names: dict[str, str] = {}
+    device = resolve_device(cfg["device"], "analysis.invariance.device")
     with torch_threads(cfg["threads"], "analysis.invariance.threads"):
         for role, path in checkpoints.items():
-            inputs = load_inputs(path, data_dir, cfg["max_test"])
+            inputs = load_inputs(path, data_dir, cfg["max_test"], device)
             name = names[role] = str(inputs.meta.get("experiment", path.parent.name))
             curves[role] = shift_curve(inputs.model, inputs.test_x, inputs.test_y, max_shift,
                                        directions)

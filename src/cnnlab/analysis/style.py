@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from cnnlab.analysis.backbone import Backbone, BackboneConfig, build_backbone, bundled_image
 from cnnlab.core.claims import Claim, markdown_table
+from cnnlab.core.devices import resolve_device
 from cnnlab.core.errors import ConfigError
 from cnnlab.core.io import write_text
 from cnnlab.core.threads import torch_threads
@@ -100,12 +101,14 @@ class StyleObjective:
 
 def transfer_style(objective: StyleObjective, content: torch.Tensor,
                    seed: int = 0) -> tuple[torch.Tensor, list[dict[str, float]]]:
-    """Optimise the image (pixels clamped to [0, 1]); returns it and the loss history."""
+    """Optimise the image (pixels clamped to [0, 1]) on the content's device; returns it and
+    the loss history."""
     s = objective.s
     if s.init == "content":
         start = content.clone()
     else:
-        start = torch.rand(content.shape, generator=torch.Generator().manual_seed(int(seed)))
+        start = torch.rand(content.shape, generator=torch.Generator().manual_seed(int(seed))
+                           ).to(content.device)
     image = start.requires_grad_(True)
     history: list[dict[str, float]] = []
 
@@ -146,7 +149,7 @@ def save_images(out_dir: Path, images: Mapping[str, torch.Tensor], title: str) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arrays = {k: v[0].clamp(0, 1).permute(1, 2, 0).numpy() for k, v in images.items()}
+    arrays = {k: v[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() for k, v in images.items()}
     (out_dir / "images").mkdir(exist_ok=True)
     for name, array in arrays.items():
         plt.imsave(out_dir / "images" / f"{name}.png", array, format="png")
@@ -199,6 +202,7 @@ class StyleConfig:
     max_content_fraction: float
     backbone: BackboneConfig
     threads: int | None
+    device: str
 
 
 def run_style(cfg: Mapping[str, Any], out_dir: Path, curves_file: Path
@@ -208,23 +212,25 @@ def run_style(cfg: Mapping[str, Any], out_dir: Path, curves_file: Path
     Writes `out_dir/{transfer,losses}.png, images/{content,style,result}.png, style.md` and
     the loss curves `curves_file`; returns the metrics and the claims.
     """
+    device = resolve_device(cfg["device"], "analysis.style.device")
     with torch_threads(cfg["threads"], "analysis.style.threads"):
-        return _run_style(cfg, out_dir, curves_file)
+        return _run_style(cfg, out_dir, curves_file, device)
 
 
-def _run_style(cfg: Mapping[str, Any], out_dir: Path, curves_file: Path
+def _run_style(cfg: Mapping[str, Any], out_dir: Path, curves_file: Path, device: torch.device
                ) -> tuple[dict[str, Any], list[Claim]]:
     seed = int(cfg["seed"])
     settings = StyleSettings.from_cfg(cfg)
     size = int(cfg["size"])
-    backbone = build_backbone(cfg["backbone"])
-    content = bundled_image(str(cfg["content"]), size)[None]
-    style = bundled_image(str(cfg["style"]), size)[None]
+    backbone = build_backbone(cfg["backbone"]).to(device)
+    content = bundled_image(str(cfg["content"]), size)[None].to(device)
+    style = bundled_image(str(cfg["style"]), size)[None].to(device)
     objective = StyleObjective(backbone, content, style, settings)
     start = time.perf_counter()
     before = objective.measure(content if settings.init == "content" else
                                torch.rand(content.shape,
-                                          generator=torch.Generator().manual_seed(seed)))
+                                          generator=torch.Generator().manual_seed(seed)
+                                          ).to(device))
     result, history = transfer_style(objective, content, seed)
     seconds = time.perf_counter() - start
     after = objective.measure(result)

@@ -23,8 +23,10 @@ class Inputs:
     test_y: torch.Tensor
 
 
-def load_inputs(checkpoint: Path, data_dir: Path, max_test: int | None = None) -> Inputs:
-    """The trained model and the test digits it is compared with, checked to fit each other."""
+def load_inputs(checkpoint: Path, data_dir: Path, max_test: int | None = None,
+                device: torch.device | str | None = None) -> Inputs:
+    """The trained model and the test digits it is compared with, checked to fit each other,
+    all on `device` (None: where the checkpoint loads them, the CPU)."""
     model, meta = load_checkpoint(checkpoint)
     test = load_prepared(data_dir).test
     x, y = test.x, test.y
@@ -35,4 +37,4 @@ def load_inputs(checkpoint: Path, data_dir: Path, max_test: int | None = None) -
                         f"{checkpoint} expects {list(meta['input_shape'])}")
     if x.dtype != torch.uint8:
         raise DataError(f"{data_dir}: expected uint8 images, got {x.dtype}")
-    return Inputs(model, meta, as_model_input(x.clone()), y)
+    return Inputs(model.to(device), meta, as_model_input(x.clone()).to(device), y.to(device))

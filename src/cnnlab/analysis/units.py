@@ -29,6 +29,7 @@ from cnnlab.analysis.ascent import (
 from cnnlab.analysis.grids import save_png, tile_grid
 from cnnlab.analysis.trained import load_inputs
 from cnnlab.core.claims import Claim, csv_text, markdown_table
+from cnnlab.core.devices import resolve_device
 from cnnlab.core.errors import ConfigError
 from cnnlab.core.io import save_torch, write_text
 from cnnlab.core.threads import torch_threads
@@ -57,6 +58,7 @@ class UnitsConfig:
     grid_columns: int
     scale: int
     threads: int | None
+    device: str
 
 
 def maximise_units(model: nn.Module, layer: str, input_shape: Sequence[int],
@@ -64,7 +66,8 @@ def maximise_units(model: nn.Module, layer: str, input_shape: Sequence[int],
                    real_inputs: torch.Tensor) -> dict[str, Any]:
     """Every unit of `layer` (its output after ReLU) maximised in one batch, and compared
     with the best real input. The ascent follows a leaky ReLU so that units silent on the
-    starting image still move; what is reported is the plain ReLU activation."""
+    starting image still move; what is reported is the plain ReLU activation. Computed on
+    the model's device, returned on the CPU."""
     count = layer_output_shape(model, layer, input_shape)[0]
     units = range(count)
     start = time.perf_counter()
@@ -72,9 +75,9 @@ def maximise_units(model: nn.Module, layer: str, input_shape: Sequence[int],
                     settings, terms, measure=unit_objective(units, relu))
     seconds = time.perf_counter() - start
     best_real, best_index = max_over_inputs(model, layer, real_inputs, relu)
-    return {"images": result.images, "start": result.objective_start,
-            "synthetic": result.objective_end, "best_real": best_real,
-            "best_real_index": best_index, "seconds": seconds}
+    return {"images": result.images.cpu(), "start": result.objective_start.cpu(),
+            "synthetic": result.objective_end.cpu(), "best_real": best_real.cpu(),
+            "best_real_index": best_index.cpu(), "seconds": seconds}
 
 
 def summarise_units(kind: str, found: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,8 +128,9 @@ def run_units(name: str, cfg: Mapping[str, Any], checkpoint: Path, data_dir: Pat
         raise ConfigError(f"analysis.{name}.layers: name at least one layer (e.g. conv1)")
     settings = AscentSettings.from_cfg(cfg, f"analysis.{name}")
     terms = build_terms(cfg, f"analysis.{name}")
+    device = resolve_device(cfg["device"], f"analysis.{name}.device")
     with torch_threads(cfg["threads"], f"analysis.{name}.threads"):
-        inputs = load_inputs(checkpoint, data_dir, cfg["max_test"])
+        inputs = load_inputs(checkpoint, data_dir, cfg["max_test"], device)
         shape = tuple(inputs.meta["input_shape"])
         found, summary, rows = {}, {}, []
         for layer in layers:

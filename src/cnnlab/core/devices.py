@@ -64,7 +64,7 @@ def check_trainer(cfg: Mapping[str, Any], key: str = "trainer") -> str:
     if cfg["strategy"] not in strategies:
         raise ConfigError(f"{key}.strategy={cfg['strategy']!r}: unknown; choose auto, ddp, "
                           "ddp_spawn, fsdp, deepspeed or another of Lightning's strategies")
-    count = _device_count(devices, f"{key}.devices")
+    count = device_count(devices, f"{key}.devices")
     if kind == "cuda" and count > torch.cuda.device_count():
         raise ConfigError(f"{key}.devices={devices!r}: this machine has "
                           f"{torch.cuda.device_count()} CUDA device(s)")
@@ -79,7 +79,7 @@ def check_trainer(cfg: Mapping[str, Any], key: str = "trainer") -> str:
     return kind
 
 
-def _device_count(devices: Any, key: str) -> int:
+def device_count(devices: Any, key: str) -> int:
     if devices in ("auto", -1):
         return torch.cuda.device_count() if torch.cuda.is_available() else 1
     if isinstance(devices, list) and all(isinstance(d, int) and d >= 0 for d in devices):

@@ -18,8 +18,9 @@ A stage script is then:
 
 `run=<name>` picks the entry of a section shared by several stages (`train.{run}`,
 `analysis.{run}`), as DVC's `foreach` stages pass it. In a Hydra multirun, every output path
-moves under the job's own folder (DVC's outputs are never overwritten) and the jobs' MLflow
-runs share one parent run.
+moves under the job's own folder (DVC's outputs are never overwritten), the jobs' MLflow
+runs share one parent run, and jobs that a launcher runs side by side split the CPU cores.
+Under DDP every rank runs the stage's science; only rank 0 writes outputs and tracks.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from cnnlab.core import tracking
 from cnnlab.core.claims import Claim, write_claims
+from cnnlab.core.devices import is_rank_zero
 from cnnlab.core.errors import CnnlabError, ConfigError
 from cnnlab.core.io import replace_dir, temp_dir_beside, temp_file_beside, write_json
 
@@ -74,6 +77,7 @@ class StageContext:
     name: str
     paths: Paths
     root: dict[str, Any]  # the whole composed config, for stages that read other sections
+    in_sweep: bool = False  # a job of a Hydra multirun
     _staged: dict[Path, Path] = field(default_factory=dict)  # final path -> temporary path
     _made: list[Path] = field(default_factory=list)  # folders made for staging, removed on failure
 
@@ -159,17 +163,31 @@ def _paths(cfg: DictConfig, job_dir: Path | None) -> Paths:
     return Paths(**paths)
 
 
-def _hydra_job() -> tuple[Path | None, str | None, str | None]:
-    """(job output folder, sweep id, job overrides) in a Hydra multirun; Nones otherwise."""
+@dataclass(frozen=True)
+class SweepJob:
+    """A job of a Hydra multirun."""
+
+    output_dir: Path  # the job's own folder: every output path moves under it
+    sweep_id: str  # groups the jobs' MLflow runs under one parent
+    overrides: str  # the job's overrides, for its run name
+    parallel_jobs: int  # jobs the launcher runs at once on this machine
+
+
+def _sweep_job() -> SweepJob | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    if not HydraConfig.initialized():
-        return None, None, None
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
     hc = HydraConfig.get()
-    if hc.mode != RunMode.MULTIRUN:
-        return None, None, None
-    return Path(hc.runtime.output_dir), Path(hc.sweep.dir).name, hc.job.override_dirname
+    return SweepJob(Path(hc.runtime.output_dir), Path(hc.sweep.dir).name, hc.job.override_dirname,
+                    int(OmegaConf.select(hc, "launcher.n_jobs", default=1) or 1))
+
+
+def _share_cores(parallel_jobs: int) -> None:
+    """Jobs that run side by side split the cores, so their torch threads do not fight."""
+    if parallel_jobs > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel_jobs))
 
 
 @dataclass(frozen=True)
@@ -188,12 +206,20 @@ class Stage:
         fill = functools.partial(str.format, run=entry)
         name, section = fill(self.name), fill(self.section)
         own = validate(select(cfg, section), self.schema, section)
-        job_dir, sweep_id, overrides = _hydra_job()
-        ctx = StageContext(name, _paths(cfg, job_dir), OmegaConf.to_container(cfg, resolve=True))
-        run_name = f"{name} {overrides}" if overrides else name
+        job = _sweep_job()
+        ctx = StageContext(name, _paths(cfg, job and job.output_dir),
+                           OmegaConf.to_container(cfg, resolve=True), in_sweep=job is not None)
+        if job:
+            _share_cores(job.parallel_jobs)
+        if not is_rank_zero():  # a DDP worker: it computes with rank 0, which alone writes
+            try:
+                return self.body(own, ctx)
+            finally:
+                ctx.discard()
+        run_name = f"{name} {job.overrides}" if job and job.overrides else name
         try:
             with tracking.stage_run(fill(self.experiment), run_name, {"cnnlab.stage": name},
-                                    sweep_id):
+                                    job and job.sweep_id):
                 tracking.log_params(own)
                 result = self.body(own, ctx)
                 self._write_results(ctx, result)

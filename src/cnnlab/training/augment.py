@@ -74,8 +74,8 @@ def _shape_for(axis: int, b: int, n: int) -> tuple[int, ...]:
 def _shift_along(x: torch.Tensor, axis: int, most: int, gen: torch.Generator) -> torch.Tensor:
     """Each example moved by its own offset in [-most, most] along `axis`, zero filled."""
     b, n = x.shape[0], x.shape[axis]
-    offset = torch.randint(-most, most + 1, (b, 1), generator=gen)
-    source = torch.arange(n)[None, :] - offset  # [B, n]: where each output position reads
+    offset = torch.randint(-most, most + 1, (b, 1), generator=gen).to(x.device)
+    source = torch.arange(n, device=x.device)[None, :] - offset  # [B, n]: where each output position reads
     inside = ((source >= 0) & (source < n)).to(x.dtype).view(_shape_for(axis, b, n))
     index = source.clamp(0, n - 1).view(_shape_for(axis, b, n)).expand_as(x)
     return x.gather(axis, index) * inside
@@ -85,7 +85,8 @@ def _mask_along(x: torch.Tensor, axis: int, most: int, gen: torch.Generator) -> 
     """Each example gets one band of width in [0, most] set to zero along `axis`."""
     b, n = x.shape[0], x.shape[axis]
     width = torch.randint(0, min(most, n) + 1, (b, 1), generator=gen)
-    start = (torch.rand((b, 1), generator=gen) * (n - width + 1)).floor()
-    position = torch.arange(n)[None, :]
+    start = (torch.rand((b, 1), generator=gen) * (n - width + 1)).floor().to(x.device)
+    width = width.to(x.device)
+    position = torch.arange(n, device=x.device)[None, :]
     keep = ~((position >= start) & (position < start + width))
     return x * keep.to(x.dtype).view(_shape_for(axis, b, n))

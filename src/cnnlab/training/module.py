@@ -35,9 +35,15 @@ class Classifier(L.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(1) == y).float().mean()
-        on_step = False
-        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y))
-        self.log(f"{stage}_acc", acc, on_step=on_step, on_epoch=True, batch_size=len(y))
+        # epoch means weighted by batch size; under DDP the sums and counts of every rank are
+        # added before dividing, so each sample counts once whatever the world size
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(y),
+                 sync_dist=True)
+        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, batch_size=len(y),
+                 sync_dist=True)
+        if stage != "train":
+            self.log(f"{stage}_samples", float(len(y)), on_step=False, on_epoch=True,
+                     reduce_fx="sum", sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):

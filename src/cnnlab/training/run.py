@@ -17,6 +17,8 @@ from typing import Any
 import lightning as L
 
 from cnnlab.core import tracking
+from cnnlab.core.devices import check_trainer, deterministic_mode, device_count
+from cnnlab.core.errors import ConfigError
 from cnnlab.core.io import write_text
 from cnnlab.core.threads import torch_threads
 from cnnlab.data.prepared import load_prepared
@@ -50,6 +52,11 @@ class TrainerConfig:
     limit_val_batches: Any
     limit_test_batches: Any
     threads: int | None
+    accelerator: str  # as Lightning's Trainer, checked by cnnlab.core.devices.check_trainer
+    devices: Any  # a number, a list of indices, -1 or "auto"
+    strategy: str
+    num_nodes: int
+    precision: str
     augment: AugmentConfig
 
 
@@ -69,6 +76,18 @@ class ExperimentConfig:
 class RunOutputs:
     checkpoint: Path
     history: Path
+
+
+class PlaceBatches(L.Callback):
+    """Moves the in-memory batches to the training device once per fit and test, and gives
+    each rank of a multi-process run its shard."""
+
+    def __init__(self, *batches: TensorBatches) -> None:
+        self.batches = batches
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for batches in self.batches:
+            batches.place(trainer.strategy.root_device, trainer.global_rank, trainer.world_size)
 
 
 class EpochHistory(L.Callback):
@@ -100,13 +119,21 @@ def history_csv(rows: list[dict[str, float]]) -> str:
 
 
 def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
-                     outputs: RunOutputs) -> dict[str, Any]:
+                     outputs: RunOutputs, in_sweep: bool = False) -> dict[str, Any]:
     """Fit `cfg['model']` on the prepared dataset in `data_dir` and write `outputs`.
 
-    `cfg` is one validated ExperimentConfig as a dict. Returns the metrics.
+    `cfg` is one validated ExperimentConfig as a dict; `in_sweep`: a job of a Hydra multirun.
+    Returns the metrics. Under DDP every rank trains; rank 0 writes the outputs.
     """
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips and banners
     trainer_cfg = dict(cfg["trainer"])
+    kind = check_trainer(trainer_cfg)
+    processes = int(trainer_cfg["num_nodes"]) * device_count(trainer_cfg["devices"], "trainer.devices")
+    if in_sweep and (processes > 1 or str(trainer_cfg["strategy"]).startswith("ddp")):
+        raise ConfigError(f"trainer.strategy={trainer_cfg['strategy']!r}, trainer.devices="
+                          f"{trainer_cfg['devices']!r}: DDP restarts the script with its "
+                          "arguments, which a Hydra multirun cannot replay; run a DDP training "
+                          "alone (DVC stage or single run) or sweep with one device per job")
     seed = int(cfg["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
     data = load_prepared(data_dir)
@@ -125,13 +152,15 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
     test = TensorBatches(data.test.x, data.test.y, eval_batch, False)
     history = EpochHistory()
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=int(trainer_cfg["max_epochs"]),
-        deterministic=True, logger=False, enable_checkpointing=False,
+        accelerator=trainer_cfg["accelerator"], devices=trainer_cfg["devices"],
+        strategy=trainer_cfg["strategy"], num_nodes=int(trainer_cfg["num_nodes"]),
+        precision=trainer_cfg["precision"], max_epochs=int(trainer_cfg["max_epochs"]),
+        deterministic=deterministic_mode(kind), logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
         limit_train_batches=trainer_cfg["limit_train_batches"],
         limit_val_batches=trainer_cfg["limit_val_batches"],
         limit_test_batches=trainer_cfg["limit_test_batches"],
-        callbacks=[history],
+        callbacks=[history, PlaceBatches(train, val, test)],
     )
     n_params = count_parameters(model)
     tracking.set_tags({"cnnlab.experiment": name, "cnnlab.model": cfg["model"].get("name"),
@@ -153,9 +182,13 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
         "epochs": len(history.rows),
         "seconds_per_epoch": sum(epochs) / len(epochs) if epochs else None,
         "fit_seconds": fit_seconds,
+        "test_samples": int(test_metrics["test_samples"]),
+        "world_size": trainer.world_size,
     }
-    save_checkpoint(outputs.checkpoint, model, dict(cfg["model"]), spec, data.classes, name)
-    write_text(outputs.history, history_csv(history.rows))
-    example = as_model_input(data.test.x[:2].clone())
-    tracking.log_model(model, example, name if cfg["register_model"] else None)
+    if trainer.is_global_zero:
+        model.cpu()
+        save_checkpoint(outputs.checkpoint, model, dict(cfg["model"]), spec, data.classes, name)
+        write_text(outputs.history, history_csv(history.rows))
+        example = as_model_input(data.test.x[:2].clone().cpu())
+        tracking.log_model(model, example, name if cfg["register_model"] else None)
     return metrics
