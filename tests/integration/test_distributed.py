@@ -124,3 +124,25 @@ def test_four_processes_on_a_fresh_store_lose_no_run(tmp_path, tiny_mnist):
         for metric in ("train_loss", "val_acc", "seconds"):
             assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2]
         assert "test_acc" in run.data.metrics
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
+def test_sweeps_on_hydra_launchers_log_every_job_under_one_parent(tmp_path, tiny_mnist,
+                                                                  isolated_mlflow, launcher):
+    cmd = train_cmd(tmp_path, tiny_mnist, f"hydra/launcher={launcher}",
+                    "train.mnist_cnn.seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    cmd.remove("train.mnist_cnn.trainer.threads=1")  # the launcher's share of the cores decides
+    result = subprocess.run([*cmd[:2], "-m", *cmd[2:]], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("mnist_cnn").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("cnnlab.role") == "sweep"]
+    jobs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.params["seed"] for r in jobs) == ["1", "2"]
+    assert {r.info.status for r in jobs} == {"FINISHED"}
+    if launcher == "parallel":  # two jobs side by side split the cores
+        share = max(1, (os.cpu_count() or 1) // 2)
+        assert {r.data.tags["cnnlab.torch_threads"] for r in jobs} == {str(share)}
+    for job in ("0", "1"):
+        assert (tmp_path / "sweep" / job / "metrics" / "mnist" / "mnist_cnn.json").is_file()

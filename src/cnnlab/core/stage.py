@@ -220,6 +220,7 @@ class Stage:
         try:
             with tracking.stage_run(fill(self.experiment), run_name, {"cnnlab.stage": name},
                                     job and job.sweep_id):
+                tracking.set_tags({"cnnlab.torch_threads": torch.get_num_threads()})
                 tracking.log_params(own)
                 result = self.body(own, ctx)
                 self._write_results(ctx, result)
@@ -244,10 +245,7 @@ class Stage:
         """The command-line entry point: a Hydra app with one-line errors (exit code 2)."""
         import hydra
 
-        if "-m" not in sys.argv and "--multirun" not in sys.argv:
-            # single runs write nothing of Hydra's own (no outputs/<date> directories)
-            sys.argv += ["hydra.output_subdir=null", "hydra.run.dir=.",
-                         "hydra/job_logging=none", "hydra/hydra_logging=none"]
+        sys.argv = quiet_single_run(sys.argv)
 
         def task(cfg: DictConfig) -> None:
             try:
@@ -257,6 +255,25 @@ class Stage:
                 sys.exit(2)
 
         hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+
+
+SINGLE_RUN = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=none",
+              "hydra/hydra_logging=none")
+
+
+def quiet_single_run(argv: list[str]) -> list[str]:
+    """`argv` of a single run, with the overrides that keep Hydra from writing its own
+    outputs/<date> folders; options first and overrides last, as Hydra's parser wants (and
+    as Lightning's DDP launcher expects when it appends its own)."""
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv[1:])
+    if args.multirun:
+        return argv
+    rest = list(argv[1:])
+    for override in args.overrides:
+        rest.remove(override)
+    return [argv[0], *rest, *args.overrides, *(o for o in SINGLE_RUN if o not in argv)]
 
 
 def conf_dir() -> Path:
