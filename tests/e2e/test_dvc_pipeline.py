@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,23 @@ def test_repro_twice_then_an_experiment_that_exp_show_compares(repo):
 
     diff = json.loads(run("dvc", "plots", "diff", "main", "narrow", "--json").stdout)
     assert "plots/mnist/mnist_cnn.csv" in json.dumps(diff)
+
+
+def test_the_dvc_queue_runs_two_experiments_side_by_side(repo):
+    """`dvc exp run --queue` twice, then `dvc queue start -j 2`, as the README says."""
+    dest, run = repo
+    for seed in (1, 2):
+        run("dvc", "exp", "run", "--queue", "params_report", "-n", f"seed{seed}",
+            "-S", f"train.mnist_cnn.seed={seed}", "-S", "train.mnist_cnn.trainer.threads=1")
+    run("dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = run("dvc", "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert status.count("Success") >= 2, status
+    table = json.loads(run("dvc", "exp", "show", "--json").stdout)
+    accs = exp_show_test_acc(table, "metrics/mnist/mnist_cnn.json")
+    assert isinstance(accs.get("seed1"), float) and isinstance(accs.get("seed2"), float), accs
+    assert accs["seed1"] != accs["seed2"]
