@@ -38,9 +38,10 @@ def compose_config(overrides: list[str] | None = None) -> dict:
 
 @pytest.fixture(autouse=True)
 def isolated_mlflow(tmp_path, monkeypatch):
-    """Every test logs to its own SQLite store, never to the project's mlflow.db."""
+    """Every test logs to its own SQLite store and keeps its own state, never the project's."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("CNNLAB_STATE_DIR", str(tmp_path / "state"))  # resume state, outbox
     import mlflow
 
     mlflow.set_tracking_uri(uri)

@@ -15,3 +15,15 @@ class DataError(CnnlabError):
 
 class CheckpointError(CnnlabError):
     """A model checkpoint that is missing or cannot be loaded."""
+
+
+class TrackingError(CnnlabError):
+    """The tracking server cannot be reached when a stage starts."""
+
+
+class StageInterrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+    """SIGINT or SIGTERM reached a stage: it stops, marks its run KILLED, exits 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum

@@ -30,8 +30,10 @@ import dataclasses
 import functools
 import os
 import shutil
+import signal
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from cnnlab.core import tracking
 from cnnlab.core.claims import Claim, write_claims
 from cnnlab.core.devices import is_rank_zero
-from cnnlab.core.errors import CnnlabError, ConfigError
+from cnnlab.core.errors import CnnlabError, ConfigError, StageInterrupted
 from cnnlab.core.io import replace_dir, temp_dir_beside, temp_file_beside, write_json
 
 OUTPUT_PATHS = ("models", "metrics", "plots", "reports")  # moved under a multirun job's folder
@@ -84,6 +86,8 @@ class StageContext:
     def _stage(self, final: Path, make: Callable[[Path], Path]) -> Path:
         if final not in self._staged:
             self._made += [d for d in (final.parent, *final.parent.parents) if not d.exists()]
+            for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a killed run
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
             self._staged[final] = make(final)
         return self._staged[final]
 
@@ -199,6 +203,7 @@ class Stage:
     section: str  # dotted key of the stage's config; may hold "{run}"
     schema: type
     experiment: str  # the MLflow experiment; may hold "{run}"
+    continues: Callable[[dict[str, Any], StageContext], str | None] | None = None
 
     def run(self, cfg: DictConfig) -> StageResult:
         """Validate, run, publish, track: the whole contract on a composed config."""
@@ -217,9 +222,11 @@ class Stage:
             finally:
                 ctx.discard()
         run_name = f"{name} {job.overrides}" if job and job.overrides else name
+        previous = self.continues(own, ctx) if self.continues else None
         try:
-            with tracking.stage_run(fill(self.experiment), run_name, {"cnnlab.stage": name},
-                                    job and job.sweep_id):
+            with (stop_on_signals(),
+                  tracking.stage_run(fill(self.experiment), run_name, {"cnnlab.stage": name},
+                                     job and job.sweep_id, continue_run=previous)):
                 tracking.set_tags({"cnnlab.torch_threads": torch.get_num_threads()})
                 tracking.log_params(own)
                 result = self.body(own, ctx)
@@ -253,6 +260,10 @@ class Stage:
             except CnnlabError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 sys.exit(2)
+            except StageInterrupted as stop:
+                print(f"stopped by signal {stop.signum}: outputs untouched, run marked KILLED",
+                      file=sys.stderr)
+                sys.exit(128 + stop.signum)
 
         hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
 
@@ -285,13 +296,36 @@ def conf_dir() -> Path:
     return script_root / "conf"
 
 
-def stage(name: str, section: str, schema: type, experiment: str = "analysis"
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise StageInterrupted, which unwinds the stage cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise StageInterrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stage(name: str, section: str, schema: type, experiment: str = "analysis",
+          continues: Callable[[dict[str, Any], StageContext], str | None] | None = None
           ) -> Callable[[Callable[[dict[str, Any], StageContext], StageResult]], Stage]:
-    """Declare a stage: `name` and `section` may hold "{run}" (see the module docstring)."""
+    """Declare a stage: `name` and `section` may hold "{run}" (see the module docstring).
+
+    `continues(cfg, ctx)` may name the MLflow run of an interrupted earlier attempt, which the
+    stage then carries on instead of starting a new run (training's resume).
+    """
     if not dataclasses.is_dataclass(schema):
         raise TypeError(f"stage {name}: schema must be a dataclass, got {schema!r}")
 
     def wrap(body: Callable[[dict[str, Any], StageContext], StageResult]) -> Stage:
-        return Stage(body, name, section, schema, experiment)
+        return Stage(body, name, section, schema, experiment, continues)
 
     return wrap

@@ -9,6 +9,8 @@ token ids as they are.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -80,24 +82,66 @@ def write_prepared(out_dir: Path, splits: dict[str, Split], manifest: dict[str, 
     return manifest
 
 
-def _load_pt(path: Path) -> Any:
+def _read_manifest(data_dir: Path) -> dict[str, Any]:
+    """`manifest.json` of a prepared dataset; a missing or unreadable one names itself."""
+    path = data_dir / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"{path}: manifest is missing (run the prepare stage first)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:  # UnicodeDecodeError and JSONDecodeError are both
+        raise DataError(f"{path}: manifest is not readable JSON ({exc}; re-run its prepare "
+                        "stage)") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+        raise DataError(f"{path}: not a prepared-data manifest (expected an object with "
+                        "'files' mapping names to sha256; re-run its prepare stage)")
+    return manifest
+
+
+def _load_pt(path: Path, sha256: str | None) -> Any:
+    """Load the tensors of `path`, first checking its bytes against `sha256` (when recorded).
+
+    The file is read once: the same bytes are hashed and then unpickled.
+    """
     if not path.is_file():
         raise DataError(f"{path}: prepared file is missing (run the prepare stage first)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read prepared file ({exc})") from exc
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise DataError(f"{path}: sha256 does not match manifest.json (altered or truncated; "
+                        "re-run its prepare stage)")
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
         raise DataError(f"{path}: cannot load prepared tensors ({exc})") from exc
 
 
 def load_prepared(data_dir: str | Path) -> PreparedData:
+    """The prepared dataset in `data_dir`, each file checked against the sha256 that
+    `write_prepared` recorded in the manifest (a manifest without them loads unchecked)."""
     data_dir = Path(data_dir)
-    manifest_path = data_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise DataError(f"{manifest_path}: manifest is missing (run the prepare stage first)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = _read_manifest(data_dir)
+    hashes = manifest.get("files")
+
+    def load(name: str) -> Any:
+        if hashes is None:  # older data: no hashes recorded, nothing to check against
+            return _load_pt(data_dir / name, None)
+        if name not in hashes:
+            raise DataError(f"{data_dir / name}: not listed in manifest.json (re-run its "
+                            "prepare stage)")
+        return _load_pt(data_dir / name, str(hashes[name]))
+
     splits = {}
     for name in SPLITS:
-        blob = _load_pt(data_dir / f"{name}.pt")
-        splits[name] = Split(blob["x"], blob["y"])
-    extras = _load_pt(data_dir / "extras.pt") if (data_dir / "extras.pt").exists() else {}
+        blob = load(f"{name}.pt")
+        try:
+            splits[name] = Split(blob["x"], blob["y"])
+        except (TypeError, KeyError, IndexError) as exc:
+            raise DataError(f"{data_dir / name}.pt: expected a dict with tensors 'x' and 'y' "
+                            f"({type(exc).__name__}: {exc})") from exc
+        except DataError as exc:
+            raise DataError(f"{data_dir / name}.pt: {exc}") from exc
+    extras = load("extras.pt") if (data_dir / "extras.pt").exists() else {}
     return PreparedData(**splits, manifest=manifest, extras=extras)

@@ -27,6 +27,7 @@ from cnnlab.training.augment import ShiftAndMask
 from cnnlab.training.batches import TensorBatches, as_model_input
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.module import Classifier
+from cnnlab.training.resume import RandomState, ResumeState, SaveEveryEpoch
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 
@@ -100,6 +101,12 @@ class EpochHistory(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start = time.perf_counter()
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = list(state["rows"])
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                    if k in HISTORY_FIELDS}
@@ -119,11 +126,14 @@ def history_csv(rows: list[dict[str, float]]) -> str:
 
 
 def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
-                     outputs: RunOutputs, in_sweep: bool = False) -> dict[str, Any]:
+                     outputs: RunOutputs, in_sweep: bool = False,
+                     resume: ResumeState | None = None) -> dict[str, Any]:
     """Fit `cfg['model']` on the prepared dataset in `data_dir` and write `outputs`.
 
-    `cfg` is one validated ExperimentConfig as a dict; `in_sweep`: a job of a Hydra multirun.
-    Returns the metrics. Under DDP every rank trains; rank 0 writes the outputs.
+    `cfg` is one validated ExperimentConfig as a dict; `in_sweep`: a job of a Hydra multirun;
+    `resume`: where the state of every finished epoch is kept, and resumed from if it is
+    there (removed after success). Returns the metrics. Under DDP every rank trains; rank 0
+    writes the outputs.
     """
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips and banners
     trainer_cfg = dict(cfg["trainer"])
@@ -160,7 +170,8 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
         limit_train_batches=trainer_cfg["limit_train_batches"],
         limit_val_batches=trainer_cfg["limit_val_batches"],
         limit_test_batches=trainer_cfg["limit_test_batches"],
-        callbacks=[history, PlaceBatches(train, val, test)],
+        callbacks=[history, PlaceBatches(train, val, test), RandomState(train),
+                   *([SaveEveryEpoch(resume, tracking.active_run_id())] if resume else [])],
     )
     n_params = count_parameters(model)
     tracking.set_tags({"cnnlab.experiment": name, "cnnlab.model": cfg["model"].get("name"),
@@ -169,7 +180,11 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
     tracking.log_params({"data_manifest_sha256": data.manifest.get("files", {})})
     with torch_threads(trainer_cfg["threads"], "trainer.threads"):
         fit_start = time.perf_counter()
-        trainer.fit(module, train, val)
+        checkpoint = resume.checkpoint if resume and resume.exists() else None
+        if checkpoint:
+            print(f"train {name}: resuming after epoch {resume.meta['epochs_done']} of "
+                  f"{trainer_cfg['max_epochs']} from {checkpoint}")
+        trainer.fit(module, train, val, ckpt_path=checkpoint)
         fit_seconds = time.perf_counter() - fit_start
         test_metrics = trainer.test(module, test, verbose=False)[0]
     epochs = [r["seconds"] for r in history.rows]
@@ -191,4 +206,6 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
         write_text(outputs.history, history_csv(history.rows))
         example = as_model_input(data.test.x[:2].clone().cpu())
         tracking.log_model(model, example, name if cfg["register_model"] else None)
+        if resume:
+            resume.remove()
     return metrics
