@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
-.PHONY: install params repro test test-quick lint ui bench clean
+.PHONY: install system-deps params repro test test-quick lint ui bench replay clean
 
 $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,15 @@ $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pypr
 	touch $@
 
 install: $(BIN)/.installed
+
+CHROMIUM_PKGS := chromium chromium-driver
+APT_INSTALL = $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -qq --no-install-recommends $(CHROMIUM_PKGS)
+system-deps:  ## Debian's chromium + chromedriver for tests/browser (apt; skipped when present)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	echo "installing $(CHROMIUM_PKGS) (apt-get)"; \
+	$(APT_INSTALL) >/dev/null 2>&1 || { \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq >/dev/null && $(APT_INSTALL) >/dev/null; }
 
 params: install  ## compose conf/ into params.yaml (what dvc exp run does itself)
 	$(BIN)/python pipelines/compose_params.py
@@ -36,6 +45,9 @@ lint: install
 
 ui: install  ## the MLflow dashboard on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+replay: install  ## send what a tracking outage kept in .cnnlab/outbox to the server
+	$(BIN)/python -m cnnlab.core.tracking replay
 
 bench: install
 	$(BIN)/python benchmarks/epoch_speed.py

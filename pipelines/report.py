@@ -14,7 +14,8 @@ def main(cfg: dict, ctx: StageContext) -> StageResult:
                                 paths.plots / exp["dataset"] / f"{name}.csv")
                  for name, exp in ctx.root["train"].items()}
     result = build_report(cfg, paths.reports, trainings, lambda name: ctx.out_file(paths.reports / name))
-    return StageResult(result, summary=[
+    embedded = sorted(paths.reports.glob("*/*.png"))  # the topics' figures, in the page
+    return StageResult(result, figures=embedded, summary=[
         f"report: {result['hold']} of {result['claims']} claims hold, {result['fail']} fail, "
         f"{result['topics_not_run']} topics not run -> {paths.reports / 'report.html'}"])
 

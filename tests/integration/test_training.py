@@ -1,6 +1,8 @@
 """A tiny real training run through the train stage: outputs, determinism, tracking, errors."""
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -50,6 +52,56 @@ def test_training_writes_outputs_and_tracks_them(tmp_path, tiny_mnist):
     assert {"mnist_cnn/model.ckpt", "mnist/mnist_cnn.json", "mnist/mnist_cnn.csv"} <= artifacts
     versions = client.search_model_versions("name='mnist_cnn'")
     assert [v.run_id for v in versions] == [run.info.run_id]
+    assert f"test accuracy {metrics['test_acc']:.2%} on 500 test samples of mnist" in (
+        versions[0].description)
+
+
+def test_a_training_run_carries_its_figures_dataset_and_dvc_experiment(tmp_path, tiny_mnist,
+                                                                       monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "wide-filters")
+    train(tmp_path, tiny_mnist, "train.mnist_cnn.register_model=false")
+    client = MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("mnist_cnn").experiment_id])
+    figures = {a.path: a.file_size for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert set(figures) == {"figures/training_curves.png", "figures/confusion_matrix.png"}
+    assert all(size > 1000 for size in figures.values())
+    (dataset,) = run.inputs.dataset_inputs
+    manifest = tiny_mnist / "manifest.json"
+    assert dataset.dataset.name == "mnist"
+    assert dataset.dataset.digest == hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+    assert json.loads(dataset.dataset.source)["path"] == str(tiny_mnist.resolve())
+    assert run.data.tags["dvc.exp_name"] == "wide-filters"
+
+
+def test_the_confusion_matrix_counts_every_test_sample_once(tiny_mnist):
+    from cnnlab.data.prepared import load_prepared
+    from cnnlab.models import InputSpec, build_model
+    from cnnlab.training.batches import TensorBatches
+    from cnnlab.training.figures import confusion_matrix
+
+    data = load_prepared(tiny_mnist)
+    model = build_model({"name": "mlp", "hidden": [8]}, InputSpec((1, 28, 28), 10))
+    counts = confusion_matrix(model, TensorBatches(data.test.x, data.test.y, 64, False), 10)
+    assert int(counts.sum()) == len(data.test.y)
+    assert counts.sum(dim=1).tolist() == torch.bincount(data.test.y, minlength=10).tolist()
+
+
+@pytest.mark.parametrize("mode,bars", [("auto", False), ("true", True), ("false", False)])
+def test_progress_bars_only_where_asked_and_never_spam_a_log_file(tmp_path, tiny_mnist, mode,
+                                                                 bars):
+    log = tmp_path / "train.log"
+    shrink = [f"train.mnist_cnn.trainer.{k}={v}" for k, v in TINY_TRAINER.items()]
+    with open(log, "w") as out:
+        result = subprocess.run(
+            [sys.executable, "pipelines/train.py", "run=mnist_cnn", f"progress={mode}",
+             f"paths.prepared={tiny_mnist.parent}", "train.mnist_cnn.register_model=false",
+             *(f"paths.{k}={tmp_path / k}" for k in ("models", "metrics", "plots")), *shrink],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=300,
+            env={**os.environ, "CI": ""})
+    assert result.returncode == 0, log.read_text()[-2000:]
+    text = log.read_text()
+    assert ("Epoch 0/0" in text) == bars  # Lightning's bar
+    assert bars or "\r" not in text  # no carriage returns in a log file unless asked for
 
 
 def test_same_config_gives_the_same_metrics_twice(tmp_path, tiny_mnist):

@@ -1,11 +1,14 @@
 import gzip
+import json
 import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from cnnlab.core.errors import ConfigError, DataError
 from cnnlab.data import mnist
+from cnnlab.data.prepared import Split, load_prepared, write_prepared
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -153,3 +156,50 @@ def test_bundled_digits_are_the_official_sets():
 def test_unknown_source_is_a_config_error():
     with pytest.raises(ConfigError, match="data.mnist.source='s3'"):
         mnist.load_source({"source": "s3"})
+
+
+# ------------------------------------------------------- prepared data ----
+def write_tiny_prepared(out):
+    out.mkdir()
+    split = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 2, 3]))
+    write_prepared(out, {"train": split, "val": split, "test": split},
+                   {"dataset": "mnist", "classes": mnist.CLASSES, "input_shape": [1, 28, 28]})
+    return out
+
+
+def test_prepared_file_altered_but_parseable_is_named(tmp_path):
+    out = write_tiny_prepared(tmp_path / "mnist")
+    assert load_prepared(out).test.y.tolist() == [0, 1, 2, 3]
+    torch.save({"x": torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "y": torch.tensor([3, 2, 1, 0])},
+               out / "test.pt")
+    with pytest.raises(DataError, match=f"^{out / 'test.pt'}: sha256 does not match manifest.json"):
+        load_prepared(out)
+
+
+def test_prepared_data_without_hashes_loads_unchecked(tmp_path):
+    """Data prepared before the manifest recorded sha256s still loads."""
+    out = write_tiny_prepared(tmp_path / "mnist")
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["files"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    torch.save({"x": torch.zeros(2, 1, 28, 28, dtype=torch.uint8), "y": torch.tensor([5, 6])},
+               out / "val.pt")
+    assert load_prepared(out).val.y.tolist() == [5, 6]
+
+
+@pytest.mark.parametrize(("manifest", "message"), [
+    (b"{not json", "manifest is not readable JSON"),
+    (b'["a", "list"]', "not a prepared-data manifest"),
+])
+def test_unreadable_prepared_manifest_is_named(tmp_path, manifest, message):
+    out = write_tiny_prepared(tmp_path / "mnist")
+    (out / "manifest.json").write_bytes(manifest)
+    with pytest.raises(DataError, match=f"{out / 'manifest.json'}: {message}"):
+        load_prepared(out)
+
+
+def test_prepared_file_the_manifest_does_not_list_is_an_error(tmp_path):
+    out = write_tiny_prepared(tmp_path / "mnist")
+    torch.save({"vectors": torch.zeros(3)}, out / "extras.pt")
+    with pytest.raises(DataError, match=f"{out / 'extras.pt'}: not listed in manifest.json"):
+        load_prepared(out)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.core.errors import ConfigError
+from cnnlab.core.progress import progress
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # activations [B, ...] -> one score per image
 PARAMETRISATIONS = ("clamp", "sigmoid")
@@ -357,7 +358,7 @@ def ascend(model: nn.Module, layer: str, objective: Objective, n_images: int,
             objective_start = measure(probe(start)).detach()
         param = _to_param(start, settings.parametrisation).requires_grad_(True)
         optimiser = torch.optim.Adam([param], lr=settings.lr)
-        for step in range(settings.steps):
+        for step in progress(range(settings.steps), f"ascent on {layer}"):
             images = _to_images(param, settings.parametrisation)
             seen = images
             for term in terms:

@@ -23,6 +23,7 @@ from cnnlab.core.claims import Claim, markdown_table
 from cnnlab.core.devices import resolve_device
 from cnnlab.core.errors import ConfigError
 from cnnlab.core.io import write_text
+from cnnlab.core.progress import progress
 from cnnlab.core.threads import torch_threads
 
 
@@ -119,7 +120,7 @@ def transfer_style(objective: StyleObjective, content: torch.Tensor,
 
     if s.optimizer == "adam":
         opt = torch.optim.Adam([image], lr=s.lr)
-        for _ in range(s.steps):
+        for _ in progress(range(s.steps), "style transfer"):
             opt.zero_grad()
             total().backward()
             opt.step()

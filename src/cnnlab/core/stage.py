@@ -42,7 +42,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from cnnlab.core import tracking
+from cnnlab.core import progress, tracking
 from cnnlab.core.claims import Claim, write_claims
 from cnnlab.core.devices import is_rank_zero
 from cnnlab.core.errors import CnnlabError, ConfigError, StageInterrupted
@@ -70,6 +70,7 @@ class StageResult:
     claims: list[Claim] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)  # printed, one line each
     metrics_file: Path | None = None  # default: <paths.metrics>/<name>.json
+    figures: list[Path] = field(default_factory=list)  # not outputs: for the dashboard only
 
 
 @dataclass
@@ -211,6 +212,7 @@ class Stage:
         fill = functools.partial(str.format, run=entry)
         name, section = fill(self.name), fill(self.section)
         own = validate(select(cfg, section), self.schema, section)
+        progress.set_mode(cfg.get("progress", "auto"))
         job = _sweep_job()
         ctx = StageContext(name, _paths(cfg, job and job.output_dir),
                            OmegaConf.to_container(cfg, resolve=True), in_sweep=job is not None)
@@ -234,6 +236,8 @@ class Stage:
                 files = ctx.publish()
                 tracking.log_metrics(tracking.numeric(result.metrics))
                 tracking.log_files(files)
+                for figure in result.figures:
+                    tracking.log_images([figure], f"figures/{figure.parent.name}")
         finally:
             ctx.discard()
         for line in result.summary:

@@ -219,6 +219,9 @@ def stage_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
         return
     uri = configure()
     tags = {**(tags or {}), "cnnlab.host": socket.gethostname(), "cnnlab.pid": str(os.getpid())}
+    if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run` in the stage's environment
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+        tags["dvc.exp_baseline_rev"] = os.environ.get("DVC_EXP_BASELINE_REV", "")
     with store_lock(uri):  # two jobs must not both create the experiment or the parent run
         experiment_id = retrying(_experiment_id, uri, experiment)
         if sweep_id:
@@ -326,15 +329,34 @@ def log_files(files: list[Path]) -> None:
 
 
 @rank_zero
-def log_model(model: Any, example: Any, registered_name: str | None) -> None:
-    """Log a model (a traced graph that serves without cnnlab) and register it by name."""
+def log_images(files: list[Path], folder: str = "figures") -> None:
+    """Figures that exist for the dashboard only (not outputs), under `folder`."""
+    for path in files:
+        _send({"kind": "artifact", "path": str(path), "folder": folder}, [Path(path)])
+
+
+@rank_zero
+def log_dataset(name: str, digest: str, source: str, context: str = "training") -> None:
+    """The run's dataset, as the dashboard's Datasets panel shows it."""
+    _send({"kind": "dataset", "name": name, "digest": digest, "source": source,
+           "context": context})
+
+
+@rank_zero
+def log_model(model: Any, example: Any, registered_name: str | None,
+              description: str = "") -> None:
+    """Log a model (a traced graph that serves without cnnlab) and register it by name, with
+    `description` on the registered version."""
     import mlflow.pytorch
     import torch
 
     try:
-        retrying(mlflow.pytorch.log_model, model, name="model", input_example=example.numpy(),
-                 registered_model_name=registered_name,
-                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        info = retrying(mlflow.pytorch.log_model, model, name="model",
+                        input_example=example.numpy(), registered_model_name=registered_name,
+                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        if registered_name and info.registered_model_version and description:
+            retrying(MlflowClient().update_model_version, registered_name,
+                     info.registered_model_version, description=description)
     except Exception as exc:  # noqa: BLE001 - an outage must not cost the training
         _mark_down()
         print(f"tracking: the model was not logged ({type(exc).__name__}); its checkpoint is "
@@ -357,6 +379,12 @@ def _apply(client: MlflowClient, entry: Mapping[str, Any]) -> None:
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in entry["tags"].items()])
     elif kind == "artifact":
         client.log_artifact(run_id, entry["path"], artifact_path=entry["folder"])
+    elif kind == "dataset":
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(entry["name"], entry["digest"], "local", entry["source"])
+        client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context",
+                                                                   entry["context"])])])
     elif kind == "end":
         client.set_terminated(run_id, entry["status"])
 

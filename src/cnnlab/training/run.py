@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,17 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from torch import nn
 
-from cnnlab.core import tracking
+from cnnlab.core import progress, tracking
 from cnnlab.core.devices import check_trainer, deterministic_mode, device_count
 from cnnlab.core.errors import ConfigError
-from cnnlab.core.io import write_text
+from cnnlab.core.io import sha256_file, write_text
 from cnnlab.core.threads import torch_threads
 from cnnlab.data.prepared import load_prepared
 from cnnlab.models import InputSpec, build_model, count_parameters
 from cnnlab.training.augment import ShiftAndMask
 from cnnlab.training.batches import TensorBatches, as_model_input
 from cnnlab.training.checkpoint import save_checkpoint
+from cnnlab.training.figures import confusion_matrix, save_confusion, save_curves
 from cnnlab.training.module import Classifier
 from cnnlab.training.resume import RandomState, ResumeState, SaveEveryEpoch
 
@@ -125,6 +129,29 @@ def history_csv(rows: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
+def log_evidence(name: str, cfg: Mapping[str, Any], model: nn.Module, data: Any,
+                 data_dir: Path, rows: list[dict[str, float]], metrics: Mapping[str, Any],
+                 eval_batch: int) -> None:
+    """What the dashboard shows of a training: its figures, its dataset, its model."""
+    test = TensorBatches(data.test.x, data.test.y, eval_batch, shuffle=False)
+    counts = confusion_matrix(model, test, len(data.classes))
+    with tempfile.TemporaryDirectory(prefix="cnnlab-figures-") as tmp:
+        tracking.log_images([
+            save_curves(rows, f"{name}: training curves", Path(tmp) / "training_curves.png"),
+            save_confusion(counts, data.classes, f"{name}: test set",
+                           Path(tmp) / "confusion_matrix.png")])
+    manifest = data_dir / "manifest.json"
+    tracking.log_dataset(str(data.manifest.get("dataset", data_dir.name)),
+                         sha256_file(manifest)[:16] if manifest.is_file() else "",
+                         json.dumps({"path": str(data_dir.resolve()),
+                                     "source": data.manifest.get("source", "")}))
+    accuracy = (f"test accuracy {metrics['test_acc']:.2%} on {metrics['test_samples']} test "
+                f"samples of {data.manifest.get('dataset', data_dir.name)}")
+    tracking.log_model(model, as_model_input(data.test.x[:2].clone()),
+                       name if cfg["register_model"] else None,
+                       f"{cfg['description']}: {accuracy} (cnnlab experiment {name})")
+
+
 def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
                      outputs: RunOutputs, in_sweep: bool = False,
                      resume: ResumeState | None = None) -> dict[str, Any]:
@@ -166,7 +193,7 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
         strategy=trainer_cfg["strategy"], num_nodes=int(trainer_cfg["num_nodes"]),
         precision=trainer_cfg["precision"], max_epochs=int(trainer_cfg["max_epochs"]),
         deterministic=deterministic_mode(kind), logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        enable_progress_bar=progress.enabled(), enable_model_summary=False, num_sanity_val_steps=0,
         limit_train_batches=trainer_cfg["limit_train_batches"],
         limit_val_batches=trainer_cfg["limit_val_batches"],
         limit_test_batches=trainer_cfg["limit_test_batches"],
@@ -204,8 +231,7 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
         model.cpu()
         save_checkpoint(outputs.checkpoint, model, dict(cfg["model"]), spec, data.classes, name)
         write_text(outputs.history, history_csv(history.rows))
-        example = as_model_input(data.test.x[:2].clone().cpu())
-        tracking.log_model(model, example, name if cfg["register_model"] else None)
+        log_evidence(name, cfg, model, data, Path(data_dir), history.rows, metrics, eval_batch)
         if resume:
             resume.remove()
     return metrics

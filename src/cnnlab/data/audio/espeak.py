@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.core.errors import ConfigError, DataError
+from cnnlab.core.progress import progress
 
 PACKAGE = "espeakng_loader"
 AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -128,8 +129,9 @@ def say_all(utterances: list[Utterance]) -> tuple[int, list[np.ndarray]]:
     with tempfile.TemporaryDirectory(prefix="cnnlab-espeak-") as tmp:
         request, result = Path(tmp) / "utterances.json", Path(tmp) / "waves.npz"
         request.write_text(json.dumps([asdict(u) for u in utterances]), encoding="utf-8")
+        # stdout passes through: the child's progress bar, when progress is on
         proc = subprocess.run([sys.executable, "-m", "cnnlab.data.audio.espeak", str(request),
-                               str(result)], capture_output=True, text=True, check=False)
+                               str(result)], stderr=subprocess.PIPE, text=True, check=False)
         if proc.returncode != 0:
             lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
             raise DataError(f"eSpeak NG synthesis failed: {lines[-1]}")
@@ -142,7 +144,7 @@ def _main(request: str, result: str) -> None:
     """Child process of `say_all`: say every utterance of `request`, save them to `result`."""
     utterances = [Utterance(**u) for u in json.loads(Path(request).read_text(encoding="utf-8"))]
     synth = Synthesizer()
-    waves = [synth.say(u) for u in utterances]
+    waves = [synth.say(u) for u in progress(utterances, "eSpeak synthesis", stream=sys.stdout)]
     ends = np.cumsum([len(w) for w in waves])
     samples = np.concatenate(waves) if waves else np.zeros(0, np.int16)
     np.savez(result, rate=synth.sample_rate, samples=samples, ends=ends)

@@ -18,6 +18,7 @@ import torch
 import torchaudio
 
 from cnnlab.core.errors import ConfigError, DataError
+from cnnlab.core.progress import progress
 from cnnlab.data.audio.checks import choice
 
 LABEL_FROM = ("filename", "subfolder")
@@ -112,7 +113,7 @@ def read_folder(cfg: Mapping[str, Any], classes: Sequence[str]) -> tuple[list[Cl
     # One digest of every WAV's relative path and bytes: the manifest records exactly which
     # recordings the dataset was built from (DVC cannot track a folder named by a parameter).
     digest = hashlib.sha256()
-    for path in files:
+    for path in progress(files, f"reading {folder}"):
         try:
             content = _read_bytes(path)
             file_sha = hashlib.sha256(content).hexdigest()
