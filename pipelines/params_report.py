@@ -4,6 +4,7 @@ convolution as a dense layer with pruned and shared weights.
 DVC: python pipelines/params_report.py --config-dir . --config-name params
 """
 
+from cnnlab.analysis.comparison import training_curves
 from cnnlab.analysis.params import ParamsReportConfig, run_params_report
 from cnnlab.core.stage import StageContext, StageResult, stage
 
@@ -11,6 +12,8 @@ from cnnlab.core.stage import StageContext, StageResult, stage
 @stage("params_report", section="analysis.params_report", schema=ParamsReportConfig)
 def main(cfg: dict, ctx: StageContext) -> StageResult:
     paths = ctx.paths
+    ctx.out_file(paths.plots / f"{ctx.name}.csv").write_text(
+        training_curves(ctx.root["train"], cfg["dataset"], paths.plots / cfg["dataset"]))
     metrics, claims = run_params_report(cfg, paths.models, paths.metrics / cfg["dataset"],
                                         paths.prepared / cfg["dataset"],
                                         ctx.out_dir(paths.reports / "params_report"))

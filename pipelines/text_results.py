@@ -1,5 +1,6 @@
 """Stage text_results: every text model's metrics beside Kim (2014), and the text claims."""
 
+from cnnlab.analysis.comparison import training_curves
 from cnnlab.analysis.sentences import TextResultsConfig, write_text_results
 from cnnlab.core.stage import StageContext, StageResult, stage
 
@@ -7,6 +8,8 @@ from cnnlab.core.stage import StageContext, StageResult, stage
 @stage("text_results", section="analysis.text_results", schema=TextResultsConfig)
 def main(cfg: dict, ctx: StageContext) -> StageResult:
     paths = ctx.paths
+    ctx.out_file(paths.plots / f"{ctx.name}.csv").write_text(
+        training_curves(ctx.root["train"], cfg["dataset"], paths.plots / cfg["dataset"]))
     metrics, claims = write_text_results(cfg, ctx.root["train"], paths.metrics / cfg["dataset"],
                                          paths.prepared / cfg["dataset"],
                                          ctx.out_dir(paths.reports / "text_results"))

@@ -96,8 +96,11 @@ def test_repro_twice_then_an_experiment_that_exp_show_compares(repo):
     assert "Running stage" not in second.stdout
     assert "up to date" in second.stdout
 
-    shown = run("dvc", "plots", "show", "--json")
-    assert "plots/mnist/mnist_cnn.csv" in shown.stdout
+    shown = json.loads(run("dvc", "plots", "show", "--json").stdout)["data"]
+    assert "plots/mnist/mnist_cnn.csv" in shown
+    (combined,) = shown["plots/params_report.csv"]  # one chart for the domain's experiments
+    points = combined["content"]["data"]["values"]
+    assert {p["experiment"] for p in points} == {"mnist_dnn", "mnist_cnn", "mnist_separable"}
 
     exp = run("dvc", "exp", "run", "params_report", "-n", "narrow",
               "-S", "train.mnist_cnn.model.conv.0.channels=8")

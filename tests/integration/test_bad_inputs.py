@@ -1,8 +1,8 @@
 """A sweep of bad inputs through the stages: each is one error line that names the input at
 fault, and no earlier output changes (not a byte, no temporary file left behind).
 
-`CASES` lists every case once: (name, script, overrides, setup, message[, error, bad, earlier,
-xfail]). The overrides and the message may hold `{root}`, the project folder of the case (its
+`CASES` lists every case once: (name, script, overrides, setup, message[, error, bad,
+earlier]). The overrides and the message may hold `{root}`, the project folder of the case (its
 `prepared/`, `models/`, `metrics/`, `plots/`, `reports/`, and the raw sources under `src/`).
 The stage first runs once successfully (unless `earlier` is off), so that its outputs exist to
 be kept; then `setup(root)` breaks one input, or the `bad` overrides hold the fault, and the
@@ -199,11 +199,7 @@ class Case(NamedTuple):
     error: type[CnnlabError] = DataError
     bad: tuple[str, ...] = ()  # overrides of the failing run only (the fault, when in them)
     earlier: bool = True  # run the stage once successfully first: its outputs must stay
-    xfail: str | None = None  # a known gap: why the case does not pass yet
 
-
-UNWRITABLE = ("the contract turns only a CnnlabError into one line: the OSError of creating "
-              "an output folder escapes as a traceback (exit code 1)")
 
 CASES = [
     # --- checkpoints: truncated, or someone else's file
@@ -257,10 +253,12 @@ CASES = [
     Case("train-missing-prepared-data", "train", TRAIN, remove("prepared/mnist"),
          f"{MNIST}/manifest.json: manifest is missing"),
     # --- an output folder that cannot be created
-    Case("filters-unwritable-reports", "units", FILTERS, unwritable("blocked"), "{root}/blocked",
-         bad=("paths.reports={root}/blocked/reports",), xfail=UNWRITABLE),
-    Case("train-unwritable-models", "train", TRAIN, unwritable("blocked"), "{root}/blocked",
-         bad=("paths.models={root}/blocked/models",), xfail=UNWRITABLE),
+    Case("filters-unwritable-reports", "units", FILTERS, unwritable("blocked"),
+         "{root}/blocked/reports/filters: cannot write this output",
+         bad=("paths.reports={root}/blocked/reports",)),
+    Case("train-unwritable-models", "train", TRAIN, unwritable("blocked"),
+         "{root}/blocked/models/mnist_cnn/model.ckpt: cannot write this output",
+         bad=("paths.models={root}/blocked/models",)),
     # --- raw sources that are empty or garbage
     Case("prepare_audio-garbage-wav", "prepare_audio", PREPARE_AUDIO,
          overwrite("src/wav/1_bob_9.wav", GARBAGE),
@@ -285,11 +283,9 @@ SUBPROCESS = ["filters-truncated-checkpoint", "train-relabelled-test-split",
               "prepare_text-garbage-csv"]  # each costs a Python start: ~6 s
 
 
-def params(names: list[str], raises: type[BaseException]) -> list:
-    """The cases as test parameters; a known gap must fail, and with `raises`."""
-    return [pytest.param(case, id=case.name, marks=[
-        pytest.mark.xfail(strict=True, raises=raises, reason=case.xfail)] if case.xfail else [])
-        for case in map(BY_NAME.__getitem__, names)]
+def params(names: list[str]) -> list:
+    """The cases as test parameters, named."""
+    return [pytest.param(BY_NAME[name], id=name) for name in names]
 
 
 def prepare(case: Case, template: Path, tmp_path: Path) -> tuple[Path, list[str], str]:
@@ -330,7 +326,7 @@ def one_thread():
 
 
 # ---------------------------------------------------------------- tests ----
-@pytest.mark.parametrize("case", params(list(BY_NAME), raises=OSError))
+@pytest.mark.parametrize("case", params(list(BY_NAME)))
 def test_bad_input_is_one_error_naming_it_and_keeps_earlier_outputs(case, template, tmp_path):
     root, overrides, message = prepare(case, template, tmp_path)
     before = snapshot(root)
@@ -342,7 +338,7 @@ def test_bad_input_is_one_error_naming_it_and_keeps_earlier_outputs(case, templa
     assert snapshot(root) == before
 
 
-@pytest.mark.parametrize("case", params(SUBPROCESS, raises=AssertionError))
+@pytest.mark.parametrize("case", params(SUBPROCESS))
 def test_stage_script_prints_one_line_and_exits_2(case, template, tmp_path):
     root, overrides, message = prepare(case, template, tmp_path)
     before = snapshot(root)

@@ -6,6 +6,7 @@ new experiment file in `conf/experiment/` joins the table with no change here.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Mapping
@@ -68,3 +69,17 @@ def read_manifest(path: Path, stage: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the prepared data's manifest (run {stage} "
                         f"first; {exc})") from exc
+
+
+def training_curves(train: Mapping[str, Mapping[str, Any]], dataset: str, plots_dir: Path) -> str:
+    """Every experiment's per-epoch history on `dataset` in one long CSV (epoch, experiment,
+    val_acc, val_loss): one chart per domain in `dvc plots` (template by_experiment)."""
+    lines = ["epoch,experiment,val_acc,val_loss"]
+    for name, exp in train.items():
+        path = plots_dir / f"{name}.csv"
+        if exp.get("dataset") != dataset or not path.is_file():
+            continue
+        with path.open(newline="") as f:
+            lines += [f"{row['epoch']},{name},{row['val_acc']},{row['val_loss']}"
+                      for row in csv.DictReader(f)]
+    return "\n".join(lines) + "\n"

@@ -45,7 +45,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from cnnlab.core import progress, tracking
 from cnnlab.core.claims import Claim, write_claims
 from cnnlab.core.devices import is_rank_zero
-from cnnlab.core.errors import CnnlabError, ConfigError, StageInterrupted
+from cnnlab.core.errors import CnnlabError, ConfigError, DataError, StageInterrupted
 from cnnlab.core.io import replace_dir, temp_dir_beside, temp_file_beside, write_json
 
 OUTPUT_PATHS = ("models", "metrics", "plots", "reports")  # moved under a multirun job's folder
@@ -87,9 +87,13 @@ class StageContext:
     def _stage(self, final: Path, make: Callable[[Path], Path]) -> Path:
         if final not in self._staged:
             self._made += [d for d in (final.parent, *final.parent.parents) if not d.exists()]
-            for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a killed run
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
-            self._staged[final] = make(final)
+            try:
+                for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a killed run
+                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+                self._staged[final] = make(final)
+            except OSError as exc:
+                raise DataError(f"{final}: cannot write this output ({exc.strerror or exc})"
+                                ) from None
         return self._staged[final]
 
     def out_dir(self, final: str | Path) -> Path:
