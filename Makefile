@@ -20,13 +20,14 @@ $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pypr
 install: $(BIN)/.installed
 
 CHROMIUM_PKGS := chromium chromium-driver
-APT_INSTALL = $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive \
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+APT_INSTALL = $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	apt-get install -y -qq --no-install-recommends $(CHROMIUM_PKGS)
 system-deps:  ## Debian's chromium + chromedriver for tests/browser (apt; skipped when present)
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
 	echo "installing $(CHROMIUM_PKGS) (apt-get)"; \
 	$(APT_INSTALL) >/dev/null 2>&1 || { \
-	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq >/dev/null && $(APT_INSTALL) >/dev/null; }
+	  $(SUDO) apt-get update -qq >/dev/null && $(APT_INSTALL) >/dev/null; }
 
 params: install  ## compose conf/ into params.yaml (what dvc exp run does itself)
 	$(BIN)/python pipelines/compose_params.py

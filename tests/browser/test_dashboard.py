@@ -99,7 +99,7 @@ def test_a_training_run_shows_its_metric_figures_and_dataset(
         assert test_acc in browser.find_element(By.TAG_NAME, "body").text
         assert len(smallest_text_holding(browser, "test_acc", test_acc)) < 60  # in one row
         label = "//*[not(ancestor::a)][normalize-space(text())='Datasets']"  # not the nav link
-        visible(browser, f"{label}/following::*[normalize-space(text())='mnist ({digest})']")
+        visible(browser, f"{label}/following::*[normalize-space(.)='mnist ({digest})']")
 
         browser.get(f"{url}/#/experiments/{eid}/runs/{rid}/artifacts")
         node = "//*[@data-testid='artifact-tree-node'][@artifact-name='{}']"
