@@ -75,3 +75,14 @@ def tiny_experiment():
         return exp
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: small convolutions on a busy 2-core machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -28,43 +28,31 @@ from torch import nn
 
 from cnnlab.core.errors import CheckpointError, CnnlabError, ConfigError, DataError
 from cnnlab.core.io import write_json
-from cnnlab.models import InputSpec, build_model, count_parameters
-from cnnlab.training.checkpoint import save_checkpoint
 from tests.conftest import ROOT, TINY_TRAINER, compose_config
 from tests.integration.test_text_pipeline import CSV, write_reviews
 from tests.integration.test_text_pipeline import NAMES as TEXT_NAMES
-from tests.stages import run_stage
+from tests.stages import TINY_CNN, TINY_DNN, run_stage, save_untrained
 from tests.unit.test_audio_data import write_fsdd
 from tests.unit.test_mnist_readers import write_idx_folder
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: one thread
+
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # chmod does not stop root writing
 
-TINY_CNN = {"name": "convnet", "conv": [{"channels": 4, "kernel": 3}, {"channels": 6, "kernel": 3}],
-            "downsample": "max", "pool": 2, "head": "flatten", "hidden": [8]}
-TINY_DNN = {"name": "mlp", "hidden": [16]}
 MNIST_EXPERIMENTS = ("mnist_dnn", "mnist_cnn", "mnist_separable")  # params_report's inputs
 
 
 # ------------------------------------------------------------ the project ----
-def save_model(path: Path, model_cfg: dict, name: str) -> int:
-    """A checkpoint of an untrained model (the stages under test only need its shape)."""
-    torch.manual_seed(0)
-    spec = InputSpec((1, 28, 28), 10)
-    model = build_model(model_cfg, spec)
-    save_checkpoint(path, model, model_cfg, spec, [str(d) for d in range(10)], name)
-    return count_parameters(model)
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, tiny_mnist) -> Path:
     """A project every stage under test can run in; each case works on its own copy."""
     root = tmp_path_factory.mktemp("template")
     shutil.copytree(tiny_mnist, root / "prepared" / "mnist")
-    save_model(root / "models" / "tiny_cnn" / "model.ckpt", TINY_CNN, "tiny_cnn")
-    save_model(root / "models" / "tiny_dnn" / "model.ckpt", TINY_DNN, "tiny_dnn")
+    save_untrained(root / "models" / "tiny_cnn" / "model.ckpt", TINY_CNN, "tiny_cnn")
+    save_untrained(root / "models" / "tiny_dnn" / "model.ckpt", TINY_DNN, "tiny_dnn")
     train = compose_config()["train"]
     for name in MNIST_EXPERIMENTS:
-        params = save_model(root / "models" / name / "model.ckpt", train[name]["model"], name)
+        params = save_untrained(root / "models" / name / "model.ckpt", train[name]["model"], name)
         write_json(root / "metrics" / "mnist" / f"{name}.json",
                    {"params": params, "test_acc": 0.9, "seconds_per_epoch": 1.0})
     write_json(root / "prepared" / "text" / "manifest.json", {  # what text_results reads
@@ -315,14 +303,6 @@ def isolated_mlflow(isolated_mlflow, shared_store, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_store)
     mlflow.set_tracking_uri(shared_store)
     return shared_store
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # ---------------------------------------------------------------- tests ----

@@ -14,28 +14,18 @@ from mlflow.tracking import MlflowClient
 from cnnlab.analysis.grids import PAD_RGB
 from cnnlab.analysis.trained import load_inputs
 from cnnlab.core.errors import CheckpointError, ConfigError, DataError
-from cnnlab.models import InputSpec, build_model
-from cnnlab.training.checkpoint import save_checkpoint
 from tests.conftest import ROOT
-from tests.stages import run_stage
+from tests.stages import TINY_CNN, TINY_DNN, run_stage, save_untrained
 
-TINY_CNN = {"name": "convnet", "conv": [{"channels": 4, "kernel": 3}, {"channels": 6, "kernel": 3}],
-            "downsample": "max", "pool": 2, "head": "flatten", "hidden": [8]}
-TINY_DNN = {"name": "mlp", "hidden": [16]}
+pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: one thread
 
-
-def save_tiny(path, cfg, name):
-    torch.manual_seed(0)
-    spec = InputSpec((1, 28, 28), 10)
-    save_checkpoint(path, build_model(cfg, spec), cfg, spec, [str(i) for i in range(10)], name)
-    return path
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    save_tiny(root / "tiny_cnn" / "model.ckpt", TINY_CNN, "tiny_cnn")
-    save_tiny(root / "tiny_dnn" / "model.ckpt", TINY_DNN, "tiny_dnn")
+    save_untrained(root / "tiny_cnn" / "model.ckpt", TINY_CNN, "tiny_cnn")
+    save_untrained(root / "tiny_dnn" / "model.ckpt", TINY_DNN, "tiny_dnn")
     return root
 
 
@@ -63,14 +53,6 @@ def count_tiles(png, tile, pad, scale):
              for r in range(rgb.shape[0] // step) for c in range(rgb.shape[1] // step)]
     assert all(tuple(s) == PAD_RGB or s[0] == s[1] == s[2] for s in slots)
     return sum(tuple(s) != PAD_RGB for s in slots)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_filters_stage_draws_one_tile_per_filter_and_measures_each(project):
