@@ -232,11 +232,9 @@ def tiny_run(tmp_path) -> tuple[Path, Path]:
 
 DREAM_CFG = {"seed": 0, "min_ratio": 1.01, "threads": 1, "device": "auto",
              "digits": {"count": 3, "layer": "relu2", "octaves": 2, "octave_scale": 1.4, "steps": 4,
-                        "step_size": 0.05,
-                        "jitter": 1},
+                        "step_size": 0.05, "jitter": 1},
              "photo": {"image": "coffee", "size": 32, "layer": "relu2", "octaves": 2,
-                       "octave_scale": 1.4, "steps": 3,
-                       "step_size": 0.02, "jitter": 2},
+                       "octave_scale": 1.4, "steps": 3, "step_size": 0.02, "jitter": 2},
              "backbone": TINY_BACKBONE}
 
 

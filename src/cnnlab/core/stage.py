@@ -89,7 +89,10 @@ class StageContext:
             self._made += [d for d in (final.parent, *final.parent.parents) if not d.exists()]
             try:
                 for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a killed run
-                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+                    if stale.is_dir():
+                        shutil.rmtree(stale)
+                    else:
+                        stale.unlink(missing_ok=True)
                 self._staged[final] = make(final)
             except OSError as exc:
                 raise DataError(f"{final}: cannot write this output ({exc.strerror or exc})"

@@ -267,12 +267,13 @@ def _reap_orphans(experiment_id: str, stage: str | None, current: str) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (one owned by another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
