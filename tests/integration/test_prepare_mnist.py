@@ -25,7 +25,8 @@ def run_stage(*overrides):
 def test_idx_source_writes_splits_and_manifest(tmp_path):
     arrays = write_idx_folder(tmp_path / "idx", n_train=30, n_test=8)
     result = run_stage("data.mnist.source=idx", f"data.mnist.idx_dir={tmp_path / 'idx'}",
-                       "data.mnist.val_size=5", f"paths.prepared={tmp_path / 'out'}")
+                       "data.mnist.val_size=5", f"paths.prepared={tmp_path / 'out'}",
+                       f"paths.metrics={tmp_path / 'metrics'}")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out" / "mnist"
     manifest = json.loads((out / "manifest.json").read_text())
@@ -42,7 +43,8 @@ def test_idx_source_writes_splits_and_manifest(tmp_path):
 def test_bad_input_is_one_clear_line_and_keeps_earlier_outputs(tmp_path):
     write_idx_folder(tmp_path / "idx")
     args = ["data.mnist.source=idx", f"data.mnist.idx_dir={tmp_path / 'idx'}",
-            "data.mnist.val_size=2", f"paths.prepared={tmp_path / 'out'}"]
+            "data.mnist.val_size=2", f"paths.prepared={tmp_path / 'out'}",
+            f"paths.metrics={tmp_path / 'metrics'}"]
     assert run_stage(*args).returncode == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "out" / "mnist").iterdir()}
     bad = tmp_path / "idx" / "train-images-idx3-ubyte"
