@@ -226,3 +226,41 @@ def make_splits(arrays: dict[str, tuple[np.ndarray, np.ndarray]], val_size: int,
         "val": Split(x[val_idx], y[val_idx]),
         "test": Split(xt[:max_test].clone(), yt[:max_test].clone()) if max_test else Split(xt, yt),
     }
+
+
+# -------------------------------------------------------- new images ----
+SIZE, BOX = 28, 20  # MNIST: each digit fit in a 20 x 20 box, centred by mass in 28 x 28
+
+
+def as_mnist_digit(grey: np.ndarray) -> np.ndarray:
+    """A grey image (H x W uint8) as a 28 x 28 uint8 MNIST digit: light ink on black.
+
+    A 28 x 28 image with a dark border is taken as already made that way and passes
+    unchanged. Any other is brought there as MNIST was made: dark ink on light paper
+    inverted (judged by the border), the ink's bounding box scaled to fit 20 x 20 keeping
+    its aspect, then placed so its centre of mass is the centre of the 28 x 28 frame.
+    """
+    from PIL import Image
+
+    grey = np.asarray(grey, dtype=np.uint8)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 127:  # light paper
+        grey = 255 - grey
+    if grey.shape == (SIZE, SIZE):
+        return grey.copy()
+    ink = np.argwhere(grey > 0.1 * grey.max()) if grey.max() > 0 else np.empty((0, 2), int)
+    if not len(ink):
+        return np.zeros((SIZE, SIZE), np.uint8)
+    (top, left), (bottom, right) = ink.min(axis=0), ink.max(axis=0) + 1
+    crop = grey[top:bottom, left:right]
+    scale = BOX / max(crop.shape)
+    height, width = (max(1, round(n * scale)) for n in crop.shape)
+    digit = np.asarray(Image.fromarray(crop).resize((width, height), Image.Resampling.LANCZOS))
+    total = float(digit.sum()) or 1.0
+    rows, cols = np.indices(digit.shape)
+    centre = (float((rows * digit).sum()) / total, float((cols * digit).sum()) / total)
+    out = np.zeros((SIZE, SIZE), np.uint8)
+    top = int(np.clip(round(SIZE / 2 - centre[0]), 0, SIZE - height))
+    left = int(np.clip(round(SIZE / 2 - centre[1]), 0, SIZE - width))
+    out[top:top + height, left:left + width] = digit
+    return out

@@ -232,6 +232,20 @@ def write_vocab(path: str | Path, vocab: Sequence[str]) -> None:
     write_text(path, vocab_text(vocab))
 
 
+def read_vocab(data_dir: str | Path, manifest: Mapping[str, Any]) -> list[str]:
+    """The vocabulary a prepared text dataset was encoded with, checked against the sha256
+    its manifest recorded: new text must be encoded exactly as the training text was."""
+    path = Path(data_dir) / str(manifest.get("vocab_file", "vocab.txt"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the vocabulary ({exc}; re-run prepare_text)") from exc
+    expected = manifest.get("vocab_sha256")
+    if expected and hashlib.sha256(text.encode("utf-8")).hexdigest() != expected:
+        raise DataError(f"{path}: sha256 does not match manifest.json (re-run prepare_text)")
+    return text.split("\n")[:-1]  # one token a line (vocab_text)
+
+
 # ------------------------------------------------------------- vectors ----
 def _package_file(dist: str, package: str, relative: str) -> Path:
     spec = importlib.util.find_spec(package)

@@ -66,3 +66,15 @@ def normalize(splits: dict[str, torch.Tensor], mode: str) -> dict[str, Any]:
         return {"mode": mode, "band_mean": mean.flatten().tolist(),
                 "band_std": std.flatten().tolist()}
     return {"mode": "none"}
+
+
+def normalize_like(x: torch.Tensor, info: Mapping[str, Any]) -> torch.Tensor:
+    """New spectrograms (in place) normalised as a prepared dataset's were; `info` is what
+    `normalize` returned for it (the manifest's `features.normalization`)."""
+    mode = info.get("mode", "none")
+    if mode == "global":  # the training statistics, as recorded
+        mean = torch.tensor(info["band_mean"], dtype=x.dtype).view(1, 1, -1, 1)
+        std = torch.tensor(info["band_std"], dtype=x.dtype).view(1, 1, -1, 1)
+        return x.sub_(mean).div_(std + 1e-5)
+    normalize({"new": x}, mode)  # per clip or per band: each clip's own statistics
+    return x

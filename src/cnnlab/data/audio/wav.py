@@ -138,6 +138,7 @@ def read_folder(cfg: Mapping[str, Any], classes: Sequence[str]) -> tuple[list[Cl
         raise DataError(f"{folder}: none of the {len(files)} WAV files could be used")
     provenance = {
         "source": "folder", "folder": str(folder), "label_from": label_from,
+        "trim_db": cfg["trim_db"],  # what `fit_clips` cut: new recordings are cut the same way
         "files_found": len(files), "files_used": len(clips),
         "folder_sha256": digest.hexdigest(),
         "skipped": {"count": len(skipped), "files": [{"file": f, "reason": r}
@@ -173,6 +174,17 @@ def resample(clips: list[Clip], rate: int, chunk: int = 256) -> None:
             for clip, row in zip(batch, out, strict=True):
                 clip.wave = row[: math.ceil(len(clip.wave) * rate / source_rate)].copy()
                 clip.rate = rate
+
+
+def fit_clips(clips: list[Clip], rate: int, trim_db: float | None, samples: int) -> None:
+    """Recordings as the spectrograms want them, in place: resampled to `rate`, silence
+    under `trim_db` cut (None: kept), then centred in `samples` samples. Used for a folder
+    source when preparing and for a user's recordings when predicting."""
+    resample(clips, rate)
+    for clip in clips:
+        if trim_db is not None:
+            clip.wave = trim_silence(clip.wave, float(trim_db))
+        clip.wave = fix_length(clip.wave, samples)
 
 
 def fix_length(wave: np.ndarray, n: int) -> np.ndarray:
