@@ -22,6 +22,7 @@ from cnnlab.data.audio.wav import Clip, fit_clips, read_wav
 
 KINDS = {"image": "PNG or JPEG images", "audio": "WAV or FLAC recordings",
          "text": "UTF-8 text files, one review a line"}
+A_KIND = {"image": "an image", "audio": "a recording", "text": "a text file"}
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Domain:
         content = read_file(path)
         kind = kind_of(content)
         if kind != self.kind:
-            what = f"a {kind} file" if kind else "neither an image, a recording nor text"
+            what = A_KIND[kind] if kind else "neither an image, a recording nor text"
             raise DataError(f"{path}: {what}, but this model takes {KINDS[self.kind]}")
         return self.examples(path, content)
 
@@ -88,7 +89,9 @@ class Images(Domain):
                     paper = Image.new("RGBA", size, "white")  # transparent = paper
                     image = Image.alpha_composite(paper, image.convert("RGBA"))
                 grey = np.asarray(image.convert("L"))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        except UnidentifiedImageError:
+            raise DataError(f"{path}: unreadable or corrupt image (not decodable)") from None
+        except (OSError, ValueError, SyntaxError) as exc:
             raise DataError(f"{path}: unreadable or corrupt image ({exc})") from None
         notes = {} if (size, mode) == ((28, 28), "L") else {"converted_from": f"{size[0]}x{size[1]} {mode}"}
         return [Example(str(path), torch.from_numpy(mnist.as_mnist_digit(grey)).unsqueeze(0), notes)]

@@ -10,6 +10,7 @@ run that logged them. A bare name without a checkpoint is the latest registered 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ def resolve(spec: str, experiments: dict[str, Any], models_dir: Path, prepared: 
     if not version and checkpoint.is_file():
         return _checkpoint(name, checkpoint, experiments, prepared)
     return _registered(f"models:/{name}/{version or 'latest'}", experiments, prepared,
-                       hint=f" and no checkpoint {checkpoint}" if not version else "")
+                       hint=f", and no checkpoint {checkpoint}" if not version else "")
 
 
 def _checkpoint(name: str, path: Path, experiments: dict[str, Any], prepared: Path) -> Model:
@@ -88,7 +89,7 @@ def _registered(uri: str, experiments: dict[str, Any], prepared: Path, hint: str
     store = tracking.tracking_uri()
     name, version, alias = _parse(uri)
     if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
-        raise CheckpointError(f"{uri}: no such registered model{hint} (no tracking store at {store})")
+        raise CheckpointError(f"{uri}: no such registered model (no tracking store at {store}){hint}")
     client = MlflowClient(store)
     try:
         if alias:
@@ -98,14 +99,14 @@ def _registered(uri: str, experiments: dict[str, Any], prepared: Path, hint: str
         else:
             versions = client.search_model_versions(f"name = '{name}'")
             if not versions:
-                raise CheckpointError(f"{uri}: no such registered model{hint} in {store}")
+                raise CheckpointError(f"{uri}: no such registered model in {store}{hint}")
             found = max(versions, key=lambda v: int(v.version))
         run = client.get_run(found.run_id)
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - MLflow and SQLAlchemy raise many types
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{uri}: no such registered model{hint} in {store} ({reason})") from None
+        raise CheckpointError(f"{uri}: no such registered model in {store} ({reason}){hint}") from None
     dataset = run.data.tags.get("cnnlab.dataset") or experiments.get(name, {}).get("dataset")
     if not dataset:
         raise CheckpointError(f"{uri}: its run {found.run_id} has no cnnlab.dataset tag and conf/ "
@@ -116,7 +117,9 @@ def _registered(uri: str, experiments: dict[str, Any], prepared: Path, hint: str
     resolved = f"models:/{name}/{found.version}"
     mlflow.set_tracking_uri(store)
     try:
-        pyfunc = mlflow.pyfunc.load_model(resolved)
+        with warnings.catch_warnings():  # torch.export's note on read-only buffers
+            warnings.simplefilter("ignore", UserWarning)
+            pyfunc = mlflow.pyfunc.load_model(resolved)
     except Exception as exc:  # noqa: BLE001 - a missing or broken artifact, in many types
         raise CheckpointError(f"{resolved}: cannot load the model ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
