@@ -20,6 +20,8 @@ A stage script is then:
 `analysis.{run}`), as DVC's `foreach` stages pass it. In a Hydra multirun, every output path
 moves under the job's own folder (DVC's outputs are never overwritten), the jobs' MLflow
 runs share one parent run, and jobs that a launcher runs side by side split the CPU cores.
+In a search (`hydra.sweeper.objective` set, cnnlab.search), a job returns that metric to the
+sweeper, and a job that fails is a failed trial: the study goes on.
 Under DDP every rank runs the stage's science; only rank 0 writes outputs and tracks.
 """
 
@@ -183,6 +185,7 @@ class SweepJob:
     sweep_id: str  # groups the jobs' MLflow runs under one parent
     overrides: str  # the job's overrides, for its run name
     parallel_jobs: int  # jobs the launcher runs at once on this machine
+    num: int  # the job's number in the sweep (a search's trial number)
 
 
 def _sweep_job() -> SweepJob | None:
@@ -193,7 +196,25 @@ def _sweep_job() -> SweepJob | None:
         return None
     hc = HydraConfig.get()
     return SweepJob(Path(hc.runtime.output_dir), Path(hc.sweep.dir).name, hc.job.override_dirname,
-                    int(OmegaConf.select(hc, "launcher.n_jobs", default=1) or 1))
+                    int(OmegaConf.select(hc, "launcher.n_jobs", default=1) or 1), int(hc.job.num))
+
+
+def sweep_objective() -> str | None:
+    """The metric a search optimises (`hydra.sweeper.objective`), in a job of a search."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return OmegaConf.select(HydraConfig.get(), "sweeper.objective", default=None)
+
+
+def objective_value(result: StageResult, objective: str) -> float:
+    """What a search job hands its sweeper: the stage's metric named `objective`."""
+    metrics = tracking.numeric(result.metrics)
+    if objective not in metrics:
+        raise ConfigError(f"hydra.sweeper.objective={objective}: not a metric of this stage "
+                          f"(its metrics: {sorted(metrics)})")
+    return metrics[objective]
 
 
 def _share_cores(parallel_jobs: int) -> None:
@@ -234,7 +255,8 @@ class Stage:
         previous = self.continues(own, ctx) if self.continues else None
         try:
             with (stop_on_signals(),
-                  tracking.stage_run(fill(self.experiment), run_name, {"cnnlab.stage": name},
+                  tracking.stage_run(fill(self.experiment), run_name,
+                                     {"cnnlab.stage": name, **({"cnnlab.job": str(job.num)} if job else {})},
                                      job and job.sweep_id, continue_run=previous)):
                 tracking.set_tags({"cnnlab.torch_threads": torch.get_num_threads()})
                 tracking.log_params(own)
@@ -265,11 +287,15 @@ class Stage:
 
         sys.argv = quiet_single_run(sys.argv)
 
-        def task(cfg: DictConfig) -> None:
+        def task(cfg: DictConfig) -> float | None:
+            objective = sweep_objective()
             try:
-                self.run(cfg)
+                result = self.run(cfg)
+                return objective_value(result, objective) if objective else None
             except CnnlabError as exc:
                 print(f"error: {exc}", file=sys.stderr)
+                if objective:  # a failed trial of a search: its sweeper marks it, the study goes on
+                    raise
                 sys.exit(2)
             except StageInterrupted as stop:
                 print(f"stopped by signal {stop.signum}: outputs untouched, run marked KILLED",

@@ -204,6 +204,32 @@ def _sweep_parent(experiment_id: str, sweep_id: str) -> str:
     return run.info.run_id
 
 
+def log_sweep_outcome(sweep_id: str, metrics: Mapping[str, float], params: Mapping[str, Any],
+                      tags: Mapping[str, Any], step: int = 0) -> str | None:
+    """Log a sweep's outcome (a search's best trial) on the parent run of its jobs, found by
+    the sweep id in any experiment, at `step` (trials done); returns the run's id, or None if
+    no job ever started a run.
+
+    MLflow params cannot change: a param already logged with another value (a study extended
+    after it ended) keeps its first value; the `tags` carry the current outcome.
+    """
+    configure()
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in retrying(client.search_experiments)]
+    found = retrying(client.search_runs, experiments, f"tags.`{SWEEP_TAG}` = '{sweep_id}' and "
+                     "tags.`cnnlab.role` = 'sweep'", max_results=1)
+    if not found:
+        return None
+    run_id, logged = found[0].info.run_id, found[0].data.params
+    stamp = int(time.time() * 1000)
+    for entry in ({"kind": "metrics", "metrics": dict(metrics), "step": step, "timestamp": stamp},
+                  {"kind": "params", "params": {k: str(v) for k, v in params.items()
+                                                if k not in logged}},
+                  {"kind": "tags", "tags": {k: str(v) for k, v in tags.items()}}):
+        retrying(_apply, client, {"run_id": run_id, **entry})
+    return run_id
+
+
 @contextlib.contextmanager
 def stage_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = None,
               sweep_id: str | None = None, continue_run: str | None = None
@@ -261,12 +287,12 @@ def _reap_orphans(experiment_id: str, stage: str | None, current: str) -> None:
         pid, host = run.data.tags.get("cnnlab.pid", ""), run.data.tags.get("cnnlab.host")
         if run.info.run_id == current or host != socket.gethostname() or not pid.isdigit():
             continue
-        if not _alive(int(pid)):
+        if not process_alive(int(pid)):
             retrying(client.set_tag, run.info.run_id, "cnnlab.ended", "process died")
             retrying(client.set_terminated, run.info.run_id, "KILLED")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process `pid` exists (one owned by another user counts as alive)."""
     try:
         os.kill(pid, 0)
