@@ -8,7 +8,8 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
-.PHONY: install system-deps params repro test test-quick lint ui bench replay clean
+.PHONY: install system-deps params repro test test-quick lint ui bench replay clean \
+	services services-stop services-status
 
 $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,15 +20,17 @@ $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pypr
 
 install: $(BIN)/.installed
 
-CHROMIUM_PKGS := chromium chromium-driver
+# Debian packages the tests need: chromium + chromedriver (tests/browser), the PostgreSQL server
+# (tests/services, `make services`). apt-get update first, as a fresh machine's lists are empty.
+SYSTEM_PKGS := chromium chromium-driver postgresql
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
-APT_INSTALL = $(SUDO) env DEBIAN_FRONTEND=noninteractive \
-	apt-get install -y -qq --no-install-recommends $(CHROMIUM_PKGS)
-system-deps:  ## Debian's chromium + chromedriver for tests/browser (apt; skipped when present)
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
-	echo "installing $(CHROMIUM_PKGS) (apt-get)"; \
-	$(APT_INSTALL) >/dev/null 2>&1 || { \
-	  $(SUDO) apt-get update -qq >/dev/null && $(APT_INSTALL) >/dev/null; }
+system-deps:  ## install the Debian packages of the browser and service tests (skipped when present)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	echo "installing $(SYSTEM_PKGS) (apt-get)"; \
+	$(SUDO) apt-get update -qq >/dev/null && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends $(SYSTEM_PKGS) >/dev/null
 
 params: install  ## compose conf/ into params.yaml (what dvc exp run does itself)
 	$(BIN)/python pipelines/compose_params.py
@@ -44,8 +47,19 @@ test-quick: install  ## run only the fast unit tests (pytest -m unit)
 lint: install
 	$(BIN)/ruff check src pipelines tests benchmarks
 
-ui: install  ## the MLflow dashboard on http://127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+ui: install  ## the dashboard of the local store (mlflow.db) on http://127.0.0.1:5050
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5050
+
+# The shared stack (conf/services.yaml): PostgreSQL, SeaweedFS S3 and `mlflow server` on
+# 127.0.0.1, state under .cnnlab/services/. Settings: make services SERVICES="mlflow.port=5001"
+services: install system-deps  ## start the stack; then MLFLOW_TRACKING_URI=http://127.0.0.1:5000
+	$(BIN)/python -m cnnlab.services up $(SERVICES)
+
+services-stop: install  ## stop the stack (its runs, objects and credentials are kept)
+	$(BIN)/python -m cnnlab.services down $(SERVICES)
+
+services-status: install  ## which services answer (exit 1 unless all do)
+	$(BIN)/python -m cnnlab.services status $(SERVICES)
 
 replay: install  ## send what a tracking outage kept in .cnnlab/outbox to the server
 	$(BIN)/python -m cnnlab.core.tracking replay

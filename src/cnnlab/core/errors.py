@@ -21,6 +21,10 @@ class TrackingError(CnnlabError):
     """The tracking server cannot be reached when a stage starts."""
 
 
+class ServiceError(CnnlabError):
+    """A service of the shared stack that cannot start, stop or be reached."""
+
+
 class StageInterrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
     """SIGINT or SIGTERM reached a stage: it stops, marks its run KILLED, exits 128 + signal."""
 

@@ -66,8 +66,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_text(path: str | Path, text: str) -> None:
+def write_text(path: str | Path, text: str, mode: int = 0o644) -> None:
+    """Atomically; `mode=0o600` for secrets (the file is never readable by others, even briefly)."""
     with atomic_path(path) as tmp:
+        tmp.chmod(mode)
         tmp.write_text(text, encoding="utf-8")
 
 

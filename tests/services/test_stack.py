@@ -1,0 +1,114 @@
+"""The shared stack for real: a training through the server, and a DVC round trip through S3."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import psycopg
+import pytest
+from mlflow.tracking import MlflowClient
+
+from cnnlab.services import object_store, postgres, stack, tracking_server
+from tests.conftest import TINY_TRAINER
+from tests.stages import run_stage
+
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def test_a_second_up_reports_and_the_stack_is_locked_down(services):
+    lines: list[str] = []
+    stack.up(services, say=lines.append)
+    assert len(lines) == 3 and all("already up" in line for line in lines)
+    state = Path(services.state_dir)
+    assert (state / stack.CREDENTIALS).stat().st_mode & 0o777 == 0o600
+    assert (state / "objects" / "s3.json").stat().st_mode & 0o777 == 0o600
+    server_pid = int((state / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
+    uid_line = next(line for line in Path(f"/proc/{server_pid}/status").read_text().splitlines()
+                    if line.startswith("Uid:"))
+    assert int(uid_line.split()[1]) != 0  # PostgreSQL runs unprivileged
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(postgres.uri(services, "wrong-password", "mlflow", driver="postgresql"),
+                        connect_timeout=5)
+
+
+def test_training_through_the_server_lands_in_postgres_and_the_object_store(
+        services, tiny_mnist, tmp_path, monkeypatch):
+    uri = tracking_server.url(services)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    shrink = [f"train.mnist_cnn.trainer.{k}={v}" for k, v in TINY_TRAINER.items()]
+    result = run_stage("train", "run=mnist_cnn", f"paths.prepared={tiny_mnist.parent}",
+                       *(f"paths.{k}={tmp_path / k}" for k in ("models", "metrics", "plots")),
+                       *shrink, "train.mnist_cnn.register_model=true")
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("mnist_cnn").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test_acc"] == pytest.approx(result.metrics["test_acc"])
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: no keys on clients
+    fetched = Path(client.download_artifacts(run.info.run_id, "mnist/mnist_cnn.json", tmp_path))
+    assert fetched.read_text() == (tmp_path / "metrics/mnist/mnist_cnn.json").read_text()
+    (version,) = client.search_model_versions("name='mnist_cnn'")
+    assert version.run_id == run.info.run_id
+    model = mlflow.pytorch.load_model(f"models:/mnist_cnn/{version.version}")
+    assert sum(p.numel() for p in model.parameters()) == result.metrics["params"]
+
+    keys = stack.credentials(Path(services.state_dir))
+    bucket = services.object_store.buckets.artifacts
+    objects = object_store.client(services, keys).list_objects_v2(Bucket=bucket)["Contents"]
+    assert any(f"{run.info.run_id}/artifacts/mnist/mnist_cnn.json" in o["Key"] for o in objects)
+    with psycopg.connect(postgres.uri(services, keys["POSTGRES_PASSWORD"], "mlflow",
+                                      driver="postgresql")) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM runs WHERE run_uuid = %s",
+                                (run.info.run_id,)).fetchone()
+    assert count == 1
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def _dvc(repo: Path, *args: str) -> str:
+    done = subprocess.run([DVC, *args], cwd=repo, capture_output=True, text=True,
+                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_dvc_push_then_pull_in_a_fresh_clone_leaves_nothing_to_run(services, tmp_path):
+    """The project's remote setup (.dvc/config names it, `up` writes its keys to config.local)
+    on a two-stage pipeline; a counter outside the repo proves no stage runs after the pull."""
+    origin, clone, runs = tmp_path / "origin", tmp_path / "clone", tmp_path / "runs.log"
+    origin.mkdir()
+    _git(origin, "init", "-q")
+    _dvc(origin, "init", "-q")
+    name = services.dvc_remote
+    _dvc(origin, "remote", "add", "-d", name, f"s3://{services.object_store.buckets.dvc}")
+    (origin / "dvc.yaml").write_text(
+        "stages:\n"
+        "  make:\n"
+        f"    cmd: echo make >> {runs} && mkdir -p data && seq 1 5000 > data/numbers.txt\n"
+        "    outs: [data]\n"
+        "  total:\n"
+        f"    cmd: echo total >> {runs} && mkdir -p models && wc -l data/numbers.txt > models/n\n"
+        "    deps: [data]\n"
+        "    outs: [models]\n")
+    stack.connect_dvc_remote(services, origin)
+    _dvc(origin, "repro")
+    _git(origin, "add", "-A")
+    _git(origin, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline")
+    assert "4 files pushed" in _dvc(origin, "push")  # two files and two directory manifests
+    assert runs.read_text().split() == ["make", "total"]
+
+    _git(tmp_path, "clone", "-q", str(origin), str(clone))
+    assert not (clone / ".dvc" / "config.local").exists()  # keys never travel with git
+    stack.connect_dvc_remote(services, clone)
+    _dvc(clone, "pull")
+    assert (clone / "models" / "n").read_text() == (origin / "models" / "n").read_text()
+    assert "up to date" in _dvc(clone, "status")
+    _dvc(clone, "repro")
+    assert runs.read_text().split() == ["make", "total"]  # nothing ran again
