@@ -17,6 +17,7 @@ def main(cfg: dict, ctx: StageContext) -> StageResult:
     embedded = sorted(paths.reports.glob("*/*.png"))  # the topics' figures, in the page
     return StageResult(result, figures=embedded, summary=[
         f"report: {result['hold']} of {result['claims']} claims hold, {result['fail']} fail, "
+        f"{result['not_shown']} not shown, "
         f"{result['topics_not_run']} topics not run -> {paths.reports / 'report.html'}"])
 
 

@@ -67,4 +67,4 @@ def test_report_page_shows_every_figure_and_one_row_per_claim(
     assert len(rows) == len(claims) + len(not_run)
     assert sorted((r[1], r[2]) for r in rows if r[5] != "not run") == claims
     assert sorted(r[2] for r in rows if r[5] == "not run") == sorted(not_run)
-    assert {r[5] for r in rows} <= {"yes", "NO", "not measurable", "not run"}
+    assert {r[5] for r in rows} <= {"yes", "no", "not shown", "not measurable", "not run"}

@@ -1,7 +1,7 @@
 """The final report: every lecture claim with its measured number, then each topic's figures.
 
 It reads what the stages before it left behind: `reports/<topic>/claims.json` (rows of
-claim, experiment, evidence, value, holds), the figures `reports/<topic>/*.png`, the training
+claim, experiment, evidence, value, holds, verdict), the figures `reports/<topic>/*.png`, the training
 metrics `metrics/*.json` and training histories `plots/*.csv`. A topic whose folder or claims
 file is missing is reported as "not run"; a claims file that cannot be read stops the report
 with an error naming it (a silently dropped claim would be worse than no report).
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from cnnlab.core.claims import Claim, markdown_table, read_metrics
+from cnnlab.analysis.comparison import RULE
+from cnnlab.core.claims import VERDICTS, Claim, markdown_table, read_metrics
 from cnnlab.core.errors import DataError
 from cnnlab.core.io import write_text
 
@@ -27,6 +28,7 @@ METRIC_COLUMNS = ["experiment", "test_acc", "final_val_acc", "params", "epochs",
 CLAIM_COLUMNS = ["topic", "claim", "experiment", "measured", "value", "holds"]
 CURVES_NAME = "training_curves.png"
 CLAIM_FIELDS = tuple(f.name for f in fields(Claim))
+OPTIONAL_FIELDS = ("verdict",)  # claims files written before verdicts existed lack it
 
 
 @dataclass
@@ -48,16 +50,19 @@ def read_checked_claims(path: Path) -> list[Claim]:
         raise DataError(f"{path}: claims file must hold a list of rows, got {type(rows).__name__}")
     claims = []
     for i, row in enumerate(rows):
-        if not isinstance(row, dict) or set(row) != set(CLAIM_FIELDS):
+        if not isinstance(row, dict) or not (
+                set(CLAIM_FIELDS) - set(OPTIONAL_FIELDS) <= set(row) <= set(CLAIM_FIELDS)):
             raise DataError(f"{path}: row {i} must have exactly the keys {list(CLAIM_FIELDS)}")
-        value, holds = row["value"], row["holds"]
+        value, holds, verdict = row["value"], row["holds"], row.get("verdict", "")
         problems = [name for name, ok in (
             ("claim", isinstance(row["claim"], str) and row["claim"].strip()),
             ("experiment", isinstance(row["experiment"], str)),
             ("evidence", isinstance(row["evidence"], str)),
             ("value", value is None or (isinstance(value, int | float)
                                         and not isinstance(value, bool))),
-            ("holds", holds is None or isinstance(holds, bool))) if not ok]
+            ("holds", holds is None or isinstance(holds, bool)),
+            ("verdict", verdict in ("", *VERDICTS) and (
+                not verdict or {"yes": True, "no": False}.get(verdict) == holds))) if not ok]
         if problems:
             raise DataError(f"{path}: row {i} has a bad {', '.join(problems)}")
         claims.append(Claim(**row))
@@ -140,10 +145,6 @@ def curves_png(histories: Mapping[str, list[dict[str, float]]]) -> bytes:
     return buffer.getvalue()
 
 
-def _holds_text(holds: bool | None) -> str:
-    return {True: "yes", False: "NO", None: "not measurable"}[holds]
-
-
 def claim_rows(topics: Sequence[Topic]) -> list[dict[str, Any]]:
     rows = []
     for t in topics:
@@ -153,15 +154,16 @@ def claim_rows(topics: Sequence[Topic]) -> list[dict[str, Any]]:
         for c in t.claims or []:
             rows.append({"topic": t.title, "claim": c.claim, "experiment": c.experiment,
                          "measured": c.evidence, "value": c.value,
-                         "holds": _holds_text(c.holds)})
+                         "holds": c.label})
     return rows
 
 
 def summarise(topics: Sequence[Topic]) -> dict[str, int]:
     claims = [c for t in topics for c in t.claims or []]
-    return {"claims": len(claims), "hold": sum(c.holds is True for c in claims),
-            "fail": sum(c.holds is False for c in claims),
-            "unmeasured": sum(c.holds is None for c in claims),
+    return {"claims": len(claims), "hold": sum(c.label == "yes" for c in claims),
+            "fail": sum(c.label == "no" for c in claims),
+            "not_shown": sum(c.label == "not shown" for c in claims),
+            "unmeasured": sum(c.label == "not measurable" for c in claims),
             "topics_run": sum(t.claims is not None for t in topics),
             "topics_not_run": sum(t.claims is None for t in topics)}
 
@@ -172,7 +174,8 @@ def _md_cell(text: str) -> str:
 
 def headline(summary: Mapping[str, int]) -> str:
     return (f"{summary['hold']} of {summary['claims']} claims hold; not holding: "
-            f"{summary['fail']}; not measurable: {summary['unmeasured']}. Topics run: "
+            f"{summary['fail']}; not shown: {summary['not_shown']}; not measurable: "
+            f"{summary['unmeasured']}. Topics run: "
             f"{summary['topics_run']}; not run: {summary['topics_not_run']}.")
 
 
@@ -182,7 +185,7 @@ def render_markdown(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]
     rows = [{k: _md_cell(v) if isinstance(v, str) else v for k, v in r.items()}
             for r in claim_rows(topics)]
     blocks = ["# cnnlab: the lecture's claims, measured", headline(summary),
-              "## Claims", markdown_table(rows, CLAIM_COLUMNS).rstrip(),
+              "## Claims", RULE, markdown_table(rows, CLAIM_COLUMNS).rstrip(),
               "## Training runs",
               markdown_table(metrics, METRIC_COLUMNS).rstrip() if metrics
               else "No training metrics."]
@@ -193,7 +196,7 @@ def render_markdown(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]
         if t.claims is None:
             blocks.append(f"Not run (no `{t.name}/claims.json`).")
             continue
-        blocks.append("\n".join(f"- {_holds_text(c.holds)}: {c.claim} ({c.experiment}): "
+        blocks.append("\n".join(f"- {c.label}: {c.claim} ({c.experiment}): "
                                 f"{c.evidence}" for c in t.claims) or "No claims.")
         if t.tables:
             blocks.append("Tables: " + ", ".join(f"[{p.name}]({p.as_posix()})"
@@ -210,8 +213,8 @@ def _img(data: bytes, alt: str) -> str:
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}.yes{background:#dff5df}.NO{background:#fbdcdc}
-.not-run,.not-measurable{background:#eee;color:#666}img{max-width:100%;margin:.5em 0}"""
+th{background:#f3f3f3}.yes{background:#dff5df}.no{background:#fbdcdc}
+.not-shown{background:#fff4d6}.not-run,.not-measurable{background:#eee;color:#666}img{max-width:100%;margin:.5em 0}"""
 
 
 def _text(value: Any) -> str:
@@ -242,7 +245,8 @@ def render_html(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]],
              "<title>cnnlab report</title>", f"<style>{STYLE}</style></head><body>",
              "<h1>cnnlab: the lecture's claims, measured</h1>",
              f"<p>{html.escape(headline(summary))}</p>",
-             "<h2>Claims</h2>", _html_table(claim_rows(topics), CLAIM_COLUMNS),
+             "<h2>Claims</h2>", f"<p>{html.escape(RULE)}</p>",
+             _html_table(claim_rows(topics), CLAIM_COLUMNS),
              "<h2>Training runs</h2>",
              _html_table(metrics, METRIC_COLUMNS) if metrics else "<p>No training metrics.</p>"]
     if curves:
@@ -254,7 +258,7 @@ def render_html(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]],
                          "</p>")
             continue
         parts.append("<ul>" + "".join(
-            f"<li><b>{_holds_text(c.holds)}</b>: {html.escape(c.claim)} "
+            f"<li><b>{c.label}</b>: {html.escape(c.claim)} "
             f"({html.escape(c.experiment)}): {html.escape(c.evidence)}</li>"
             for c in t.claims) + "</ul>")
         for path in t.figures:

@@ -1,7 +1,11 @@
 """Tables and claim rows: the common currency of every results stage and of the report.
 
 Each results stage writes `claims.json` beside its tables: a list of rows
-{claim, experiment, evidence, value, holds}. The final report collects them all.
+{claim, experiment, evidence, value, holds, verdict}. The final report collects them all.
+
+The verdict is one of VERDICTS: "yes" and "no" when the evidence carries them, "not shown"
+when a difference was measured but is under the rule's threshold (see
+cnnlab.analysis.comparison.paired_verdict), "not measurable" when nothing was measured.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 from cnnlab.core.errors import DataError
 from cnnlab.core.io import write_json
 
+VERDICTS = ("yes", "no", "not shown", "not measurable")
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -24,7 +30,13 @@ class Claim:
     experiment: str  # which stage/experiment measured it
     evidence: str  # the measured number(s), readable
     value: float | None  # the headline number, for plots and sorting
-    holds: bool | None  # None: not measurable here
+    holds: bool | None  # None: not shown or not measurable (the verdict says which)
+    verdict: str = ""  # one of VERDICTS; "" (claims of exact checks): follows `holds`
+
+    @property
+    def label(self) -> str:
+        """The verdict in words: `verdict` when given, else yes / no / not measurable."""
+        return self.verdict or {True: "yes", False: "no", None: "not measurable"}[self.holds]
 
 
 def write_claims(path: str | Path, claims: Iterable[Claim]) -> None:
