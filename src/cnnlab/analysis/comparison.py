@@ -2,6 +2,11 @@
 
 A domain's experiments are the entries of `train` on its dataset, found in the params, so a
 new experiment file in `conf/experiment/` joins the table with no change here.
+
+The verdict rule for every comparison of trained models lives here, once (`paired_verdict`):
+the compared models are trained with the same seeds, and a claim holds only when the mean
+paired difference is at least RULE_SE standard errors, the error combining the spread of the
+differences over seeds with the binomial error of the test sample.
 """
 
 from __future__ import annotations
@@ -9,15 +14,23 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.core.claims import read_metrics
+from cnnlab.core.claims import Claim, read_metrics
 from cnnlab.core.errors import ConfigError, DataError
 
-COLUMNS = ["experiment", "model", "test acc %", "params", "trainable", "s/epoch", "fit s",
-           "epochs"]
+RULE_SE = 2.0  # a difference holds at this many standard errors (the issue's rule)
+RULE = (f"A comparison holds (yes) when the mean paired difference over seeds is at least "
+        f"{RULE_SE:g} standard errors, the error combining the spread of the paired differences "
+        "over seeds with the binomial error of the test sample; the opposite sign at "
+        f"{RULE_SE:g} or more is no; anything in between is not shown.")
+
+COLUMNS = ["experiment", "model", "mean ± SE %", "seeds", "test acc %", "params", "trainable",
+           "s/epoch", "fit s", "epochs"]  # test acc %: the experiment's own seed (train@)
 
 
 def domain_metrics(train: Mapping[str, Mapping[str, Any]], dataset: str, metrics_dir: Path
@@ -40,6 +53,54 @@ def results_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any
              "s/epoch": m.get("seconds_per_epoch"),
              "fit s": m.get("fit_seconds"),
              "epochs": m.get("epochs")} for name, m in metrics.items()]
+
+
+def binomial_var(accuracies: Sequence[float], n: int) -> float:
+    """Variance of a sum of accuracies, each measured on `n` test items (as independent)."""
+    return sum(p * (1 - p) for p in accuracies) / n if n else float("nan")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A paired comparison over seeds: mean difference, its standard error and the verdict."""
+
+    diff: float  # mean over seeds of a - b
+    se: float  # sqrt(seed spread**2 / seeds + test-sample variance)
+    seeds: int
+    verdict: str  # yes | no | not shown
+
+    @property
+    def holds(self) -> bool | None:
+        return {"yes": True, "no": False}.get(self.verdict)
+
+    def words(self) -> str:
+        z = self.diff / self.se if self.se > 0 else float("inf") * (self.diff or 0)
+        return (f"paired difference {self.diff:+.2%} ± {self.se:.2%} over {self.seeds} seeds "
+                f"({z:+.1f} standard errors)")
+
+
+def paired_verdict(a: Sequence[float], b: Sequence[float], test_var: float) -> Paired:
+    """The rule: `a` and `b` are one number per seed (the same seeds, in the same order);
+    `test_var` the test sample's variance of the mean difference (`binomial_var`). Under two
+    seeds there is no seed spread to measure: the verdict is then "not shown"."""
+    if len(a) != len(b) or not a:
+        raise ConfigError(f"a paired comparison needs the same seeds on both sides, got "
+                          f"{len(a)} and {len(b)} results")
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return Paired(mean, float("nan"), 1, "not shown")
+    se = math.sqrt(statistics.variance(diffs) / len(diffs) + test_var)
+    verdict = ("yes" if mean >= RULE_SE * se else "no" if -mean >= RULE_SE * se
+               else "not shown")
+    return Paired(mean, se, len(diffs), verdict)
+
+
+def mean_se(accuracies: Sequence[float], n: int) -> tuple[float, float]:
+    """Mean accuracy over seeds and its standard error (seed spread and test sample)."""
+    mean = statistics.fmean(accuracies)
+    spread = statistics.variance(accuracies) / len(accuracies) if len(accuracies) > 1 else 0.0
+    return mean, math.sqrt(spread + binomial_var([mean], n))
 
 
 def se_of_difference(a: float, b: float, n: int) -> float:
@@ -83,3 +144,45 @@ def training_curves(train: Mapping[str, Mapping[str, Any]], dataset: str, plots_
             lines += [f"{row['epoch']},{name},{row['val_acc']},{row['val_loss']}"
                       for row in csv.DictReader(f)]
     return "\n".join(lines) + "\n"
+
+
+def seed_runs(train: Mapping[str, Mapping[str, Any]], metrics: Mapping[str, Mapping[str, Any]],
+              seeds_path: Path) -> dict[str, dict[str, list]]:
+    """Per experiment, its seeds and test accuracies: its own seed (metrics/<dataset>/<name>.json,
+    the train@ stage) first, then those of the seeds stage (`seeds_path`), when it ran."""
+    extra = read_metrics(seeds_path) if seeds_path.is_file() else {}
+    runs = {}
+    for name, m in metrics.items():
+        more = extra.get(name) or {"seeds": [], "test_acc": []}
+        runs[name] = {"seeds": [int(train[name]["seed"]), *map(int, more["seeds"])],
+                      "test_acc": [float(m["test_acc"]), *map(float, more["test_acc"])]}
+    return runs
+
+
+def paired_values(a: Mapping[str, list], b: Mapping[str, list], key: str = "test_acc"
+                  ) -> tuple[list[float], list[float]]:
+    """The values of `key` of the seeds both runs have, in the same order: the pairs."""
+    b_by_seed = dict(zip(b["seeds"], b[key], strict=True))
+    pairs = [(x, b_by_seed[s]) for s, x in zip(a["seeds"], a[key], strict=True) if s in b_by_seed]
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def paired_claim(claim: str, experiment: str, a: Sequence[float], b: Sequence[float],
+                 test_var: float, measured: str) -> Claim:
+    """A claim judged by the rule: `a` - `b` per seed, `measured` says what was compared."""
+    result = paired_verdict(a, b, test_var)
+    note = "" if result.seeds > 1 else ": one seed, so no seed spread to judge by"
+    return Claim(claim=claim, experiment=experiment, evidence=f"{measured}: {result.words()}{note}",
+                 value=result.diff, holds=result.holds, verdict=result.verdict)
+
+
+def with_seeds(rows: list[dict[str, Any]], runs: Mapping[str, Mapping[str, list]], n: int
+               ) -> list[dict[str, Any]]:
+    """The table rows with each model's mean ± standard error over its seeds."""
+    out = []
+    for row in rows:
+        accs = runs[row["experiment"]]["test_acc"]
+        mean, se = mean_se(accs, n)
+        out.append({**row, "seeds": len(accs),
+                    "mean ± SE %": f"{100 * mean:.2f} ± {100 * se:.2f}"})
+    return out
