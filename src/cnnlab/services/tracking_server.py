@@ -19,8 +19,10 @@ from cnnlab.services import object_store, postgres
 from cnnlab.services.processes import claim_ports, spawn, stop, wait_until
 
 NAME = "mlflow"
-MIGRATE = ("from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as S; "
-           "import os; S(os.environ['MLFLOW_BACKEND_STORE_URI'], 'mlflow-artifacts:/')")
+# `mlflow db upgrade <uri>` (creates the tables of an empty database), with the URI taken from
+# the environment rather than argv, where `ps` would show its password
+MIGRATE = ("import os; from mlflow.db import upgrade; "
+           "upgrade.main([os.environ['MLFLOW_BACKEND_STORE_URI']], standalone_mode=False)")
 
 
 def url(cfg: DictConfig) -> str:
