@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
 .PHONY: install system-deps params repro test test-quick lint ui bench replay clean \
-	services services-stop services-status
+	services services-stop services-status serve
 
 $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,13 @@ services-stop: install  ## stop the stack (its runs, objects and credentials are
 
 services-status: install  ## which services answer (exit 1 unless all do)
 	$(BIN)/python -m cnnlab.services status $(SERVICES)
+
+MODEL ?= mnist_cnn
+VERSION ?= latest
+PORT ?= 5001
+serve: install  ## the registered model MODEL/VERSION over HTTP on 127.0.0.1:PORT (predict --request)
+	PATH=$(CURDIR)/$(BIN):$$PATH MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
+	  $(BIN)/mlflow models serve -m models:/$(MODEL)/$(VERSION) --env-manager local -h 127.0.0.1 -p $(PORT)
 
 replay: install  ## send what a tracking outage kept in .cnnlab/outbox to the server
 	$(BIN)/python -m cnnlab.core.tracking replay
