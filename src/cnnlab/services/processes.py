@@ -65,16 +65,12 @@ def pidfile(state: Path, name: str) -> Path:
 
 
 def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, exited but not yet reaped, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of this process has exited: reap it
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
+    return stat_line.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def stop(name: str, state: Path, timeout: float = 30.0) -> bool:
