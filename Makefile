@@ -53,13 +53,13 @@ ui: install  ## the dashboard of the local store (mlflow.db) on http://127.0.0.1
 # The shared stack (conf/services.yaml): PostgreSQL, SeaweedFS S3 and `mlflow server` on
 # 127.0.0.1, state under .cnnlab/services/. Settings: make services SERVICES="mlflow.port=5001"
 services: install  ## start the stack; then MLFLOW_TRACKING_URI=http://127.0.0.1:5000
-	$(BIN)/python -m cnnlab.services up $(SERVICES)
+	$(BIN)/python -m cnnlab services up $(SERVICES)
 
 services-stop: install  ## stop the stack (its runs, objects and credentials are kept)
-	$(BIN)/python -m cnnlab.services down $(SERVICES)
+	$(BIN)/python -m cnnlab services down $(SERVICES)
 
 services-status: install  ## which services answer (exit 1 unless all do)
-	$(BIN)/python -m cnnlab.services status $(SERVICES)
+	$(BIN)/python -m cnnlab services status $(SERVICES)
 
 MODEL ?= mnist_cnn
 VERSION ?= latest

@@ -56,7 +56,7 @@ def test_missing_binaries_name_the_install_command(monkeypatch):
 
 
 def test_the_command_line_gives_one_line_and_exit_2_on_bad_settings():
-    done = subprocess.run([sys.executable, "-m", "cnnlab.services", "status", "mlflow.prot=1"],
+    done = subprocess.run([sys.executable, "-m", "cnnlab", "services", "status", "mlflow.prot=1"],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: services override")
