@@ -254,13 +254,15 @@ class Stage:
         run_name = f"{name} {job.overrides}" if job and job.overrides else name
         previous = self.continues(own, ctx) if self.continues else None
         try:
-            with (stop_on_signals(),
-                  tracking.stage_run(fill(self.experiment), run_name,
-                                     {"cnnlab.stage": name, **({"cnnlab.job": str(job.num)} if job else {})},
-                                     job and job.sweep_id, continue_run=previous)):
+            tags = {"cnnlab.stage": name, **({"cnnlab.job": str(job.num)} if job else {})}
+            with (stop_on_signals() as caught,
+                  tracking.stage_run(fill(self.experiment), run_name, tags, job and job.sweep_id,
+                                     continue_run=previous)):
                 tracking.set_tags({"cnnlab.torch_threads": torch.get_num_threads()})
                 tracking.log_params(own)
                 result = self.body(own, ctx)
+                if caught:  # a signal whose exception a GC callback swallowed ("Exception ignored")
+                    raise StageInterrupted(caught[0])
                 self._write_results(ctx, result)
                 files = ctx.publish()
                 tracking.log_metrics(tracking.numeric(result.metrics))
@@ -334,18 +336,21 @@ def conf_dir() -> Path:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM raise StageInterrupted, which unwinds the stage cleanly."""
+def stop_on_signals() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM raise StageInterrupted, which unwinds the stage cleanly; yields the
+    signals caught, for a check after work in which the exception may have been swallowed."""
+    caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
 
     def interrupt(signum: int, frame: object) -> None:
+        caught.append(signum)
         raise StageInterrupted(signum)
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield caught
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -61,7 +61,8 @@ class StudySweeperImpl(OptunaSweeperImpl):
         mark_interrupted(study)
         done = sum(t.state in FINISHED and not t.user_attrs.get(INTERRUPTED)
                    for t in study.get_trials(deepcopy=False))
-        self.job_idx = len(study.trials)  # job n runs trial n
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        self.job_idx = min((t.number for t in waiting), default=len(study.trials))  # job n: trial n
         total, self.n_trials = self.n_trials, self.n_trials - done
         log.info(f"Study {self.study_name}: {done} of {total} trials done, "
                  f"{max(0, self.n_trials)} to run (storage {self.storage})")
@@ -112,7 +113,7 @@ def mark_interrupted(study: optuna.Study) -> list[int]:
         if host != socket.gethostname() or (pid is not None and tracking.process_alive(pid)):
             continue
         optuna.Trial(study, frozen._trial_id).set_user_attr(INTERRUPTED, True)
-        study.tell(frozen.number, TrialState.FAIL)
+        study.tell(frozen.number, state=TrialState.FAIL)
         marked.append(frozen.number)
     if marked:
         log.info(f"Study {study.study_name}: trials {marked} were interrupted; marked failed")
