@@ -1,4 +1,5 @@
-"""Stage text_results: every text model's metrics beside Kim (2014), and the text claims."""
+"""Stage text_results: every text model's metrics over its seeds beside Kim (2014), the
+permutation check of the embedding dimensions, and the text claims."""
 
 from cnnlab.analysis.comparison import training_curves
 from cnnlab.analysis.sentences import TextResultsConfig, write_text_results
@@ -10,10 +11,9 @@ def main(cfg: dict, ctx: StageContext) -> StageResult:
     paths = ctx.paths
     ctx.out_file(paths.plots / f"{ctx.name}.csv").write_text(
         training_curves(ctx.root["train"], cfg["dataset"], paths.plots / cfg["dataset"]))
-    metrics, claims = write_text_results(cfg, ctx.root["train"], paths.metrics / cfg["dataset"],
-                                         paths.prepared / cfg["dataset"],
+    metrics, claims = write_text_results(cfg, ctx.root["train"], paths,
                                          ctx.out_dir(paths.reports / "text_results"))
-    return StageResult(metrics, claims, [f"text_results: holds={c.holds}: {c.evidence}"
+    return StageResult(metrics, claims, [f"text_results: {c.label}: {c.evidence}"
                                          for c in claims])
 
 

@@ -1,5 +1,6 @@
-"""Speech end to end on real recordings: a small FSDD subset through prepare, one epoch of each
-speech model, and the results stage; plus the stage entry points' one-line errors."""
+"""Speech end to end on real recordings: a small FSDD subset through prepare (with its
+pitch-shifted test clips), one epoch of each speech model, a further seed, cross-gender and the
+results stage with its pitch-shift curves; plus the stage entry points' one-line errors."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from cnnlab.core.claims import read_claims
+from cnnlab.data.audio.shift import load_shifted
 from cnnlab.data.prepared import load_prepared
 from cnnlab.models import InputSpec, build_model, count_parameters
 from cnnlab.training.checkpoint import load_checkpoint
@@ -61,36 +63,83 @@ def test_fsdd_subset_prepares_trains_and_reports(tmp_path: Path):
     assert data.input_shape == (1, features["n_mels"], features["frames"])
     assert data.train.x.dtype == torch.float32 and torch.isfinite(data.train.x).all()
 
+    tiny = [f"train.{name}.trainer.{k}={v}" for name in AUDIO
+            for k, v in {**TINY_TRAINER, "batch_size": 8}.items()]
     for name in AUDIO:
-        shrink = [f"train.{name}.trainer.{k}={v}" for k, v in {**TINY_TRAINER, "batch_size": 8}.items()]
-        metrics = run_stage("train", f"run={name}", *paths, *shrink,
+        metrics = run_stage("train", f"run={name}", *paths, *tiny,
                             f"train.{name}.register_model=false").metrics
         assert metrics["epochs"] == 1
-    model, meta = load_checkpoint(tmp_path / "models" / "audio_freq" / "model.ckpt")
+    model, meta = load_checkpoint(tmp_path / "models" / "audio_freq_slide" / "model.ckpt")
     assert meta["classes"] == [str(d) for d in range(10)]
     assert model(data.test.x[:2]).shape == (2, 10)
 
-    run_stage("audio_results", *paths)
+    # the test clips shifted in pitch, prepared once, exactly as the test split at shift 0
+    shifted = load_shifted(data_dir, manifest)
+    grid = compose_config()["data"]["audio"]["pitch_shift"]["semitones"]
+    assert shifted["semitones"].tolist() == grid and shifted["x"].shape[:2] == (len(grid), 30)
+    assert torch.equal(shifted["x"][grid.index(0)], data.test.x)
+    assert not torch.equal(shifted["x"][grid.index(4)], data.test.x)
+
+    compared = ["audio_freq_slide", "audio_time_slide"]
+    run_stage("seeds", "run=audio", *paths, "seeds.audio.seeds=[7]",
+              f"seeds.audio.experiments=[{','.join(compared)}]", *tiny)
+    cross = run_stage("cross_gender", *paths, "analysis.cross_gender.male=[jackson]",
+                      "analysis.cross_gender.female=[nicolas]", "analysis.cross_gender.seeds=[1,2]",
+                      *tiny).metrics
+    assert cross["clips"] == {"male": 30, "female": 30}
+    assert len(cross["male_to_female"]["audio_freq_slide"]["test_acc"]) == 2
+
+    result = run_stage("audio_results", *paths)
     out = tmp_path / "reports" / "audio_results"
     saved = json.loads((out / "results.json").read_text())
     assert [r["experiment"] for r in saved["rows"]] == AUDIO
+    assert {r["experiment"]: r["seeds"] for r in saved["rows"]} == {
+        name: 2 if name in compared else 1 for name in AUDIO}
+    curves = saved["pitch_shift"]
+    assert list(curves) == AUDIO and curves["audio_freq_slide"]["semitones"] == grid
+    assert len(curves["audio_freq_slide"]["accuracy"]) == 2  # one curve per seed
+    at_zero = curves["audio_dense"]["accuracy"][0][grid.index(0)]
+    assert at_zero == pytest.approx(result.metrics["audio_dense"]["test_acc"], abs=1e-6)
+    assert (out / "pitch_shift.png").stat().st_size > 0
+    assert (tmp_path / "plots" / "audio_pitch_shift.csv").read_text().startswith(
+        "semitones,experiment,accuracy")
     claims = read_claims(out / "claims.json")
-    assert claims[0].experiment == "audio_freq vs audio_time" and claims[0].holds is not None
+    assert [c.experiment for c in claims] == [
+        "audio_freq_slide vs audio_time_slide", "audio_freq_slide vs audio_time_slide, pitch shift",
+        "audio_freq_slide vs audio_time_slide, cross-gender", "audio_full2d vs audio_dense"]
+    assert claims[0].label in ("yes", "no", "not shown") and "unseen" in claims[0].evidence
+    assert claims[1].label in ("yes", "no", "not shown") and "2 seeds" in claims[1].evidence
+    assert claims[2].label in ("yes", "no", "not shown") and "30 female" in claims[2].evidence
+    assert claims[3].label == "not shown" and "one seed" in claims[3].evidence
     md = (out / "results.md").read_text()
-    assert "nicolas" in md and "examples_classes.png" in md
+    assert "nicolas" in md and "examples_classes.png" in md and "pitch_shift.png" in md
     assert (out / "examples_speakers.png").is_file()
 
 
 def test_model_configs_have_the_promised_geometry():
-    """freq: every kernel and pool is k x 1; time: 1 x k; budgets within 25% of each other."""
+    """freq_slide: the first kernel spans every frame, so every layer moves along frequency
+    only; time_slide: every band, along time only; kx1 and 1xk: k x 1 and 1 x k kernels and
+    pools; budgets within 25% of each other."""
     cfg = compose_config()
     feats = cfg["data"]["audio"]["features"]
-    spec = InputSpec((1, feats["n_mels"], feats["frames"]), 10)
+    bands, frames = feats["n_mels"], feats["frames"]
+    spec = InputSpec((1, bands, frames), 10)
     models = {name: cfg["train"][name]["model"] for name in AUDIO}
+    first, *rest = models["audio_freq_slide"]["conv"]
+    assert tuple(first["kernel"])[1] == frames
+    assert all(tuple(c["kernel"])[1] == 1 for c in rest)
+    assert all(tuple(c["pool"])[1] == 1 for c in models["audio_freq_slide"]["conv"])
+    plan = build_model(models["audio_freq_slide"], spec).plan
+    assert all(layer.out_shape[2] == 1 for layer in plan if len(layer.out_shape) == 3)
+    first, *rest = models["audio_time_slide"]["conv"]
+    assert tuple(first["kernel"])[0] == bands
+    assert all(tuple(c["kernel"])[0] == 1 for c in rest)
+    plan = build_model(models["audio_time_slide"], spec).plan
+    assert all(layer.out_shape[1] == 1 for layer in plan if len(layer.out_shape) == 3)
     assert all(tuple(c["kernel"])[1] == 1 and tuple(c["pool"])[1] == 1
-               for c in models["audio_freq"]["conv"])
+               for c in models["audio_kx1"]["conv"])
     assert all(tuple(c["kernel"])[0] == 1 and tuple(c["pool"])[0] == 1
-               for c in models["audio_time"]["conv"])
+               for c in models["audio_1xk"]["conv"])
     params = {name: count_parameters(build_model(m, spec)) for name, m in models.items()}
     assert max(params.values()) <= 1.25 * min(params.values()), params
 
@@ -124,4 +173,5 @@ def test_results_stage_names_a_missing_metrics_file(tmp_path: Path):
     proc = run_script("audio_results.py", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: metrics/audio/audio_freq.json: metrics file is missing (run its train stage first)"]
+        "error: metrics/audio/audio_freq_slide.json: metrics file is missing (run its train stage "
+        "first)"]

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from cnnlab.core.errors import ConfigError, DataError
 from cnnlab.core.stage import validate
+from cnnlab.data.audio import shift
 from cnnlab.data.audio.perturb import perturb, perturb_clips
 from cnnlab.data.audio.prepare import AudioConfig, build, prepare
 from cnnlab.data.audio.spectrogram import Spectrograms, normalize
@@ -330,7 +331,7 @@ def test_prepare_folder_writes_the_prepared_format(tmp_path: Path):
     assert manifest["split"]["speakers"] == {"train": ["anna"], "val": ["bob"],
                                              "test": ["carl"]}
     on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk["files"].keys() == {"train.pt", "val.pt", "test.pt"}
+    assert on_disk["files"].keys() == {"train.pt", "val.pt", "test.pt", "test_pitch_shift.pt"}
     blob = torch.load(out / "train.pt", weights_only=True)
     assert blob["x"].shape == (24, 1, 20, 16) and blob["y"].dtype == torch.int64
     assert (out / "examples_classes.png").stat().st_size > 0
@@ -469,3 +470,49 @@ def test_mixed_synthetic_voices_join_training_only(tmp_path: Path):
     assert speakers["val"] == ["bob"] and speakers["test"] == ["carl"]
     assert dataset.manifest["mix_synthetic"]["clips"] == 2 * 2
     assert len(dataset.splits["train"]) == 2 * 4 + 4
+
+
+# --------------------------------------------------------- pitch shift ----
+def _peak_hz(wave: np.ndarray, rate: int = RATE) -> float:
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.argmax(spectrum) * rate / len(wave))
+
+
+@pytest.mark.parametrize("semitones", [-4, 2, 4])
+def test_pitch_shift_scales_every_frequency_and_keeps_the_duration(semitones):
+    t = np.arange(RATE) / RATE
+    wave = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)[None]
+    cfg = audio_cfg()["pitch_shift"]
+    shifted = shift.shift_waves(wave, semitones, cfg)
+    assert shifted.shape == wave.shape
+    assert _peak_hz(shifted[0, 1000:-1000]) == pytest.approx(440.0 * 2 ** (semitones / 12),
+                                                             rel=0.01)
+    assert shift.shift_waves(wave, 0, cfg) is wave
+
+
+def test_prepare_writes_the_test_clips_shifted_and_normalised_as_the_test_split(tmp_path: Path):
+    folder = write_fsdd(tmp_path / "rec")
+    out = tmp_path / "prepared"
+    out.mkdir()
+    cfg = folder_cfg(folder, pitch_shift={"semitones": [3, -3, 0]},
+                     features={"normalize": "global"})
+    manifest = prepare(cfg, out)
+    assert manifest["pitch_shift"]["semitones"] == [-3, 0, 3]
+    blob = shift.load_shifted(out, json.loads((out / "manifest.json").read_text()))
+    test = torch.load(out / "test.pt", weights_only=True)
+    assert blob["semitones"].tolist() == [-3, 0, 3] and torch.equal(blob["y"], test["y"])
+    assert blob["x"].shape == (3, *test["x"].shape)
+    assert torch.equal(blob["x"][1], test["x"])  # the unshifted clips: the test split itself
+    assert not torch.allclose(blob["x"][2], test["x"], atol=0.1)
+    (out / shift.FILE).write_bytes(b"altered")
+    with pytest.raises(DataError, match="sha256 does not match"):
+        shift.load_shifted(out, manifest)
+
+
+def test_no_grid_writes_no_shifted_clips_and_a_bad_grid_names_the_key(tmp_path: Path):
+    folder = write_fsdd(tmp_path / "rec")
+    (tmp_path / "a").mkdir()
+    manifest = prepare(folder_cfg(folder, pitch_shift={"semitones": []}), tmp_path / "a")
+    assert shift.FILE not in manifest["files"] and shift.load_shifted(tmp_path / "a", manifest) is None
+    with pytest.raises(ConfigError, match=r"data\.audio\.pitch_shift\.semitones"):
+        prepare(folder_cfg(folder, pitch_shift={"semitones": [0, 0]}), tmp_path / "b")

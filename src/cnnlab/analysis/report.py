@@ -214,7 +214,8 @@ STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:
 table{border-collapse:collapse;margin:1em 0;font-size:14px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}.yes{background:#dff5df}.no{background:#fbdcdc}
-.not-shown{background:#fff4d6}.not-run,.not-measurable{background:#eee;color:#666}img{max-width:100%;margin:.5em 0}"""
+.not-shown{background:#fff4d6}.not-run,.not-measurable{background:#eee;color:#666}
+img{max-width:100%;margin:.5em 0}"""
 
 
 def _text(value: Any) -> str:

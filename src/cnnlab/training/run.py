@@ -154,12 +154,13 @@ def log_evidence(name: str, cfg: Mapping[str, Any], model: nn.Module, data: Any,
 
 def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
                      outputs: RunOutputs, in_sweep: bool = False,
-                     resume: ResumeState | None = None) -> dict[str, Any]:
+                     resume: ResumeState | None = None, evidence: bool = True) -> dict[str, Any]:
     """Fit `cfg['model']` on the prepared dataset in `data_dir` and write `outputs`.
 
     `cfg` is one validated ExperimentConfig as a dict; `in_sweep`: a job of a Hydra multirun;
     `resume`: where the state of every finished epoch is kept, and resumed from if it is
-    there (removed after success). Returns the metrics. Under DDP every rank trains; rank 0
+    there (removed after success); `evidence`: log figures, dataset and model to the run (a
+    replicate seed skips them). Returns the metrics. Under DDP every rank trains; rank 0
     writes the outputs.
     """
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips and banners
@@ -201,10 +202,11 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
                    *([SaveEveryEpoch(resume, tracking.active_run_id())] if resume else [])],
     )
     n_params = count_parameters(model)
-    tracking.set_tags({"cnnlab.experiment": name, "cnnlab.model": cfg["model"].get("name"),
-                       "cnnlab.dataset": data.manifest.get("dataset", ""),
-                       "mlflow.note.content": cfg["description"]})
-    tracking.log_params({"data_manifest_sha256": data.manifest.get("files", {})})
+    if evidence:  # a replicate shares its stage's run: the tags and params are the stage's
+        tracking.set_tags({"cnnlab.experiment": name, "cnnlab.model": cfg["model"].get("name"),
+                           "cnnlab.dataset": data.manifest.get("dataset", ""),
+                           "mlflow.note.content": cfg["description"]})
+        tracking.log_params({"data_manifest_sha256": data.manifest.get("files", {})})
     with torch_threads(trainer_cfg["threads"], "trainer.threads"):
         fit_start = time.perf_counter()
         checkpoint = resume.checkpoint if resume and resume.exists() else None
@@ -231,7 +233,9 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
         model.cpu()
         save_checkpoint(outputs.checkpoint, model, dict(cfg["model"]), spec, data.classes, name)
         write_text(outputs.history, history_csv(history.rows))
-        log_evidence(name, cfg, model, data, Path(data_dir), history.rows, metrics, eval_batch)
+        if evidence:
+            log_evidence(name, cfg, model, data, Path(data_dir), history.rows, metrics,
+                         eval_batch)
         if resume:
             resume.remove()
     return metrics

@@ -15,6 +15,9 @@ Every clip is resampled to one rate, padded or cropped (centred) to a fixed dura
 into a (mel) spectrogram in dB and normalised. Bad files are a DataError naming the file, or
 with `on_bad_file: skip` a warning and a count in the manifest.
 
+The test clips are also written shifted in pitch (`test_pitch_shift.pt`, see
+cnnlab.data.audio.shift), so that every model can be evaluated on higher and lower voices.
+
 `AudioConfig` is the schema of `data.audio`: types only, the values live in
 conf/data/audio.yaml. `build` and `prepare` expect a section checked against it (every key
 present); they check the allowed values themselves.
@@ -31,6 +34,8 @@ import numpy as np
 import torch
 
 from cnnlab.core.errors import ConfigError
+from cnnlab.core.io import save_torch, sha256_file, write_json
+from cnnlab.data.audio import shift
 from cnnlab.data.audio.checks import choice
 from cnnlab.data.audio.figures import save_examples
 from cnnlab.data.audio.perturb import perturb_clips
@@ -119,6 +124,7 @@ class AudioConfig:
     split: SplitConfig
     augment: AugmentConfig
     features: FeaturesConfig
+    pitch_shift: shift.PitchShiftConfig
 
 
 @dataclass
@@ -126,6 +132,7 @@ class AudioDataset:
     splits: dict[str, Split]
     manifest: dict[str, Any]
     clips: dict[str, list[Clip]]  # the clips behind each split's rows (copies included)
+    shifted: dict[str, torch.Tensor] | None = None  # shift.pack of the test clips
 
 
 def build(cfg: Mapping[str, Any]) -> AudioDataset:
@@ -141,6 +148,7 @@ def build(cfg: Mapping[str, Any]) -> AudioDataset:
     choice(cfg, "on_bad_file", ON_BAD_FILE, "data.audio")
     features = Spectrograms(cfg["features"], rate)
     norm_mode = choice(cfg["features"], "normalize", NORMALIZE, "data.audio.features")
+    steps = shift.check(cfg["pitch_shift"])
     if source == "synthetic":
         clips, provenance = synthetic_clips(cfg, classes, seed, rate, features.samples)
     else:
@@ -171,9 +179,12 @@ def build(cfg: Mapping[str, Any]) -> AudioDataset:
         mixed = {"mix_synthetic": {"clips": len(voices), "voices": about["variants"],
                                    "library_sha256": about["library_sha256"]}}
     x = {name: features(np.stack([c.wave for c in cs])) for name, cs in by_split.items()}
-    norm_info = normalize(x, norm_mode)
+    test_waves = np.stack([c.wave for c in by_split["test"]])
+    x |= shift.shifted_spectrograms(test_waves, steps, cfg["pitch_shift"], features)
+    norm_info = normalize(x, norm_mode)  # the shifted clips exactly as the test split
     splits = {name: Split(x[name], torch.tensor([c.label for c in cs], dtype=torch.int64))
               for name, cs in by_split.items()}
+    shifted = shift.pack(x, steps, splits["test"].y) if steps else None
     feature_cfg = dict(cfg["features"])
     manifest = {
         "dataset": str(cfg["dataset"]),
@@ -187,10 +198,12 @@ def build(cfg: Mapping[str, Any]) -> AudioDataset:
         "augment": {"train_copies": copies, **({k: v for k, v in augment.items()
                                                  if k != "copies"} if copies else {})},
         "seed": seed,
+        "pitch_shift": {**dict(cfg["pitch_shift"]), "semitones": steps,
+                        "file": shift.FILE if steps else None},
         **provenance,
         **mixed,
     }
-    return AudioDataset(splits, manifest, by_split)
+    return AudioDataset(splits, manifest, by_split, shifted)
 
 
 def clips_csv(clips: dict[str, list[Clip]]) -> str:
@@ -215,6 +228,10 @@ def write_dataset(dataset: AudioDataset, out_dir: str | Path) -> dict[str, Any]:
     """Write a built dataset, its clip list and pictures into the existing folder `out_dir`."""
     out_dir = Path(out_dir)
     manifest = write_prepared(out_dir, dataset.splits, dataset.manifest)
+    if dataset.shifted is not None:  # beside the splits, listed and hashed in the manifest
+        save_torch(out_dir / shift.FILE, dataset.shifted)
+        manifest["files"][shift.FILE] = sha256_file(out_dir / shift.FILE)
+        write_json(out_dir / "manifest.json", manifest)
     (out_dir / "clips.csv").write_text(clips_csv(dataset.clips), encoding="utf-8")
     save_examples(dataset, out_dir)
     return manifest
