@@ -159,6 +159,14 @@ def seed_runs(train: Mapping[str, Mapping[str, Any]], metrics: Mapping[str, Mapp
     return runs
 
 
+def domain_runs(train: Mapping[str, Mapping[str, Any]], dataset: str, metrics_dir: Path
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list]]]:
+    """The metrics of every experiment on `dataset` (its own seed) and every seed's runs:
+    metrics/<dataset>/<name>.json and metrics/<dataset>/seeds.json under `metrics_dir`."""
+    metrics = domain_metrics(train, dataset, metrics_dir / dataset)
+    return metrics, seed_runs(train, metrics, metrics_dir / dataset / "seeds.json")
+
+
 def paired_values(a: Mapping[str, list], b: Mapping[str, list], key: str = "test_acc"
                   ) -> tuple[list[float], list[float]]:
     """The values of `key` of the seeds both runs have, in the same order: the pairs."""

@@ -18,13 +18,12 @@ from cnnlab.analysis.comparison import (
     RULE,
     binomial_var,
     comparable,
-    domain_metrics,
+    domain_runs,
     mean_se,
     paired_claim,
     paired_values,
     read_manifest,
     results_rows,
-    seed_runs,
     with_seeds,
 )
 from cnnlab.analysis.permutation import permutation_check
@@ -183,15 +182,14 @@ def write_text_results(cfg: Mapping[str, Any], train: Mapping[str, Mapping[str, 
     Writes `out_dir/{results.md, results.json}`.
     """
     dataset = cfg["dataset"]
-    data_dir, metrics_dir = paths.prepared / dataset, paths.metrics / dataset
+    data_dir = paths.prepared / dataset
     manifest = read_manifest(data_dir / "manifest.json", "prepare_text")
     try:
         embedding_params = int(manifest["vocab_size"]) * int(manifest["embedding_dim"])
         test_size = int(manifest["sizes"]["test"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{data_dir / 'manifest.json'}: not a text manifest ({exc!r})") from exc
-    metrics = domain_metrics(train, dataset, metrics_dir)
-    runs = seed_runs(train, metrics, metrics_dir / "seeds.json")
+    metrics, runs = domain_runs(train, dataset, paths.metrics)
     rows = [{**row, "params w/o embedding": row["params"] - embedding_params,
              "Kim (2014) on MR %": cfg["kim_2014_mr"].get(row["experiment"])}
             for row in with_seeds(results_rows(metrics), runs, test_size)]

@@ -22,12 +22,11 @@ from cnnlab.analysis.comparison import (
     RULE,
     binomial_var,
     comparable,
-    domain_metrics,
+    domain_runs,
     paired_claim,
     paired_values,
     read_manifest,
     results_rows,
-    seed_runs,
     with_seeds,
 )
 from cnnlab.analysis.gender import DIRECTIONS
@@ -191,11 +190,10 @@ def write_speech_results(cfg: Mapping[str, Any], train: Mapping[str, Mapping[str
     shifted test set).
     """
     dataset = cfg["dataset"]
-    data_dir, metrics_dir = paths.prepared / dataset, paths.metrics / dataset
-    metrics = domain_metrics(train, dataset, metrics_dir)
+    data_dir = paths.prepared / dataset
+    metrics, runs = domain_runs(train, dataset, paths.metrics)
     manifest = read_manifest(data_dir / "manifest.json", "prepare_audio")
     test_size = int(manifest.get("sizes", {}).get("test", 0))
-    runs = seed_runs(train, metrics, metrics_dir / "seeds.json")
     shifted = load_shifted(data_dir, manifest)
     curves = pitch.pitch_curves(runs, paths.models, paths.models / cfg["seeds_stage"],
                                 shifted) if shifted is not None else {}
