@@ -25,6 +25,13 @@ def default_storage() -> str:
     return f"sqlite:///{folder.resolve() / STUDY_FILE}"
 
 
+def shown(storage: str) -> str:
+    """`storage` as it may be printed and logged: without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(storage).render_as_string(hide_password=True)
+
+
 def check_optuna() -> None:
     """Optuna before 3.1 cannot keep a study in an RDB under SQLAlchemy 2 (its schema stamp
     is never committed): say so in one line instead of Optuna's bare AssertionError."""
@@ -42,5 +49,5 @@ def load_study(name: str, storage: str | None = None):  # -> optuna.Study
     storage = storage or default_storage()
     known = optuna.get_all_study_names(storage)
     if name not in known:
-        raise ConfigError(f"study {name!r}: not in {storage} (studies there: {sorted(known)})")
+        raise ConfigError(f"study {name!r}: not in {shown(storage)} (studies there: {sorted(known)})")
     return optuna.load_study(study_name=name, storage=storage)

@@ -33,7 +33,7 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from cnnlab.core import tracking
-from cnnlab.search.storage import check_optuna, default_storage
+from cnnlab.search.storage import check_optuna, default_storage, shown
 
 log = logging.getLogger(__name__)
 INTERRUPTED = "cnnlab.interrupted"
@@ -48,8 +48,10 @@ class StudySweeperImpl(OptunaSweeperImpl):
                  params: DictConfig | None = None, search_space: DictConfig | None = None,
                  custom_search_space: str | None = None) -> None:
         check_optuna()
-        super().__init__(sampler, direction, storage or default_storage(), study_name, n_trials,
-                         n_jobs, max_failure_rate, search_space, custom_search_space, params)
+        self.url = storage or default_storage()  # the plugin prints its storage: no password there
+        super().__init__(sampler, direction, optuna.storages.RDBStorage(self.url), study_name,
+                         n_trials, n_jobs, max_failure_rate, search_space, custom_search_space,
+                         params)
         self.objective = objective
 
     def sweep(self, arguments: list[str]) -> None:
@@ -65,7 +67,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
         self.job_idx = min((t.number for t in waiting), default=len(study.trials))  # job n: trial n
         total, self.n_trials = self.n_trials, self.n_trials - done
         log.info(f"Study {self.study_name}: {done} of {total} trials done, "
-                 f"{max(0, self.n_trials)} to run (storage {self.storage})")
+                 f"{max(0, self.n_trials)} to run (storage {shown(self.url)})")
         if self.n_trials > 0:
             try:
                 super().sweep(arguments)
@@ -97,7 +99,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
             metrics={f"best_{self.objective}": best.value,
                      **{f"trials_{state}": counts[state] for state in ("complete", "fail", "pruned")}},
             params={f"best.{name}": value for name, value in best.params.items()},
-            tags={"cnnlab.study": self.study_name, "cnnlab.storage": self.storage,
+            tags={"cnnlab.study": self.study_name, "cnnlab.storage": shown(self.url),
                   "cnnlab.best_trial": best.number, "cnnlab.best_params": json.dumps(best.params)},
             step=sum(counts.values()))
         if not logged:
