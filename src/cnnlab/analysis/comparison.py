@@ -194,3 +194,16 @@ def with_seeds(rows: list[dict[str, Any]], runs: Mapping[str, Mapping[str, list]
         out.append({**row, "seeds": len(accs),
                     "mean ± SE %": f"{100 * mean:.2f} ± {100 * se:.2f}"})
     return out
+
+
+def seed_summary(metrics: Mapping[str, Mapping[str, Any]], runs: Mapping[str, Mapping[str, list]],
+                 n: int) -> dict[str, dict[str, Any]]:
+    """Per experiment, for metrics/<results stage>.json (and `dvc exp show`): its own seed's
+    test accuracy, every seed's, and their mean and standard error."""
+    summary = {}
+    for name, m in metrics.items():
+        mean, se = mean_se(runs[name]["test_acc"], n)
+        summary[name] = {"test_acc": m["test_acc"], "params": m["params"],
+                         "seeds": runs[name]["seeds"], "test_acc_seeds": runs[name]["test_acc"],
+                         "test_acc_mean": mean, "test_acc_se": se}
+    return summary

@@ -24,6 +24,7 @@ from cnnlab.analysis.comparison import (
     paired_values,
     read_manifest,
     results_rows,
+    seed_summary,
     with_seeds,
 )
 from cnnlab.analysis.permutation import permutation_check
@@ -205,6 +206,4 @@ def write_text_results(cfg: Mapping[str, Any], train: Mapping[str, Mapping[str, 
         "data": {k: manifest.get(k) for k in ("source", "sha256", "sizes", "vocab_size",
                                               "min_count", "max_len", "vectors")},
     })
-    return {name: {"test_acc": m["test_acc"], "params": m["params"],
-                   "seeds": runs[name]["seeds"], "test_acc_seeds": runs[name]["test_acc"]}
-            for name, m in metrics.items()} | {"permutation": permuted}, claims
+    return seed_summary(metrics, runs, test_size) | {"permutation": permuted}, claims

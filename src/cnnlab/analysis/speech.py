@@ -27,6 +27,7 @@ from cnnlab.analysis.comparison import (
     paired_values,
     read_manifest,
     results_rows,
+    seed_summary,
     with_seeds,
 )
 from cnnlab.analysis.gender import DIRECTIONS
@@ -232,8 +233,7 @@ def write_speech_results(cfg: Mapping[str, Any], train: Mapping[str, Mapping[str
                                           "source": manifest.get("source"),
                                           "input_shape": manifest.get("input_shape"),
                                           "rows": rows, "pitch_shift": curves})
-    summary = {name: {"test_acc": metrics[name]["test_acc"], "params": metrics[name]["params"],
-                      "seeds": runs[name]["seeds"], "test_acc_seeds": runs[name]["test_acc"],
-                      **({"pitch_drop": pitch.drops(curves[name])} if name in curves else {})}
-               for name in metrics}
+    summary = seed_summary(metrics, runs, test_size)
+    for name, curve in curves.items():
+        summary[name]["pitch_drop"] = pitch.drops(curve)
     return summary, claims, curves
