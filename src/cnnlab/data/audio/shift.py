@@ -52,8 +52,9 @@ def shift_waves(waves: np.ndarray, semitones: int, cfg: Mapping[str, Any]) -> np
 
     torchaudio's `pitch_shift` stretches in time, then resamples from int(sr / rate) to sr
     samples: `sample_rate` enters only as that ratio. Passed the clips' own rate (8000), the
-    polyphase resampler has 8000 phases and costs ~80x more than with `ratio_steps` (1000)
-    phases, whose ratio differs from 2^(n/12) by under 1/ratio_steps (0.02 semitone).
+    polyphase resampler has 8000 phases and dominates: 800 clips took 31.9 s a shift on one
+    (shared) core, against 8.9 s with `ratio_steps` (1000) phases, whose ratio differs from
+    2^(n/12) by under 1/ratio_steps (0.02 semitone).
     """
     if semitones == 0:
         return waves
