@@ -81,7 +81,8 @@ def save_figure(curves: Mapping[str, Mapping[str, Any]], path: Path, title: str)
     for name, curve in curves.items():
         grid = curve["semitones"]
         line, = ax.plot(grid, mean_curve(curve), marker="o",
-                        label=f"{name} ({len(curve['accuracy'])} seeds)")
+                        label=f"{name} ({len(curve['accuracy'])} seed"
+                              f"{'s' if len(curve['accuracy']) > 1 else ''})")
         columns = list(zip(*curve["accuracy"], strict=True))
         ax.fill_between(grid, [min(c) for c in columns], [max(c) for c in columns],
                         color=line.get_color(), alpha=0.15)
