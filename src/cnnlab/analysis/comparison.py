@@ -74,6 +74,8 @@ class Paired:
         return {"yes": True, "no": False}.get(self.verdict)
 
     def words(self) -> str:
+        if self.seeds < 2:
+            return f"difference {self.diff:+.2%} on one seed"
         z = self.diff / self.se if self.se > 0 else float("inf") * (self.diff or 0)
         return (f"paired difference {self.diff:+.2%} ± {self.se:.2%} over {self.seeds} seeds "
                 f"({z:+.1f} standard errors)")

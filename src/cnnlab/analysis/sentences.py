@@ -77,8 +77,9 @@ def text_claims(metrics: Mapping[str, Mapping[str, Any]], runs: Mapping[str, Map
     if kim:
         mean, se = mean_se(kim["test_acc"], test_size)
         claims = [Claim(claim=claim, experiment=kim_name, value=mean, holds=bool(mean >= target),
-                        evidence=f"test acc {mean:.2%} ± {se:.2%} over {len(kim['test_acc'])} "
-                                 f"seeds on {test_size} snippets (target {target:.0%}; Kim 2014 "
+                        evidence=f"test acc {mean:.2%} ± {se:.2%} over "
+                                 f"{len(kim['test_acc'])} seed(s) on {test_size} snippets "
+                                 f"(target {target:.0%}; Kim 2014 "
                                  "on MR: 81.5% with word2vec 300d)")]
     else:
         claims = [_not_run(claim, kim_name, kim_name)]
