@@ -29,7 +29,7 @@ from torch import nn
 from cnnlab.core.errors import CheckpointError, CnnlabError, ConfigError, DataError
 from cnnlab.core.io import write_json
 from tests.conftest import ROOT, TINY_TRAINER, compose_config
-from tests.integration.test_text_pipeline import CSV, write_reviews
+from tests.integration.test_text_pipeline import CSV, tiny_text_data, write_reviews
 from tests.integration.test_text_pipeline import NAMES as TEXT_NAMES
 from tests.stages import TINY_CNN, TINY_DNN, run_stage, save_untrained
 from tests.unit.test_audio_data import write_fsdd
@@ -55,10 +55,7 @@ def template(tmp_path_factory, tiny_mnist) -> Path:
         params = save_untrained(root / "models" / name / "model.ckpt", train[name]["model"], name)
         write_json(root / "metrics" / "mnist" / f"{name}.json",
                    {"params": params, "test_acc": 0.9, "seconds_per_epoch": 1.0})
-    write_json(root / "prepared" / "text" / "manifest.json", {  # what text_results reads
-        "vocab_size": 1000, "embedding_dim": 50, "min_count": 2, "max_len": 50,
-        "sizes": {"train": 8000, "val": 1000, "test": 1000},
-        "vectors": {"coverage": {"vocab": 0.99, "tokens": 0.96}}})
+    tiny_text_data(root)  # what text_results reads: the data, its manifest, the models it permutes
     for name in TEXT_NAMES:
         write_json(root / "metrics" / "text" / f"{name}.json", {
             "test_acc": 0.8, "params": 110_000, "trainable_params": 110_000, "epochs": 4,
