@@ -71,7 +71,8 @@ def write_winner(study: Any, conf: Path, name: str | None = None, add_default: b
     objective = study.user_attrs.get("cnnlab.objective", "value")
     finished = sum(t.state.name != "RUNNING" for t in study.get_trials(deepcopy=False))
     line = f"  - experiment@train.{name}: {name}"
-    body = {"description": f"search {study.study_name}'s winner: {experiment['description']}",
+    body = {"description": f"{run} with the winner of search {study.study_name} (trial "
+                           f"{best.number} of {finished}, {objective} {best.value:.4g} in the search)",
             **changed_tree(experiment, [k.removeprefix(prefix) for k in best.params])}
     write_text(path, "\n".join([
         f"# Written by `python -m cnnlab search-best {study.study_name}`: {run} with the best of",
