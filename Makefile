@@ -14,6 +14,9 @@ export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -c requirements.lock
+	# Hydra's Optuna sweeper 1.3.0 (its newest release) still declares optuna<3, whose storage
+	# fails on SQLAlchemy 2; its code runs on optuna 4 (hydra's main branch moved to >=4.7).
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps hydra-optuna-sweeper==1.3.0
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements-data.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
