@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
 .PHONY: install system-deps params repro test test-quick lint ui bench replay clean \
-	services services-stop services-status serve
+	services services-stop services-status serve search search-best
 
 $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ services-stop: install  ## stop the stack (its runs, objects and credentials are
 
 services-status: install  ## which services answer (exit 1 unless all do)
 	$(BIN)/python -m cnnlab services status $(SERVICES)
+
+search: params  ## Optuna search of the lecture CNN: 20 one-epoch trials (rerun to resume)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro prepare_mnist
+	$(BIN)/python pipelines/train.py -m hydra/sweeper=mnist_cnn
+
+search-best: install  ## the search's winner as conf/experiment/mnist_cnn_best.yaml, in the defaults
+	$(BIN)/python -m cnnlab search-best mnist_cnn --add-default
 
 MODEL ?= mnist_cnn
 VERSION ?= latest
