@@ -149,7 +149,8 @@ def test_results_table_and_claims(tmp_path: Path, results):
     assert rows["text_kim_nonstatic"]["seeds"] == 3 and rows["text_kim_rand"]["seeds"] == 1
     assert rows["text_kim_nonstatic"]["mean ± SE %"].startswith("80.00 ± ")
     claims = read_claims(out / "claims.json")
-    assert [c.label for c in claims[:3]] == ["yes", "yes", "yes"]  # 10 and 15 points, 3 seeds
+    # 80% against the 78% target is ~1 standard error on 500 texts; 10 and 15 points, 3 seeds
+    assert [c.label for c in claims[:3]] == ["not shown", "yes", "yes"]
     assert claims[1].value == pytest.approx(0.10)
     assert "3 seeds" in claims[1].evidence and "standard errors" in claims[1].evidence
     permuted = json.loads((out / "results.json").read_text())["permutation"]

@@ -81,6 +81,11 @@ class Paired:
                 f"({z:+.1f} standard errors)")
 
 
+def verdict(diff: float, se: float) -> str:
+    """The rule on a measured difference and its standard error."""
+    return ("yes" if diff >= RULE_SE * se else "no" if -diff >= RULE_SE * se else "not shown")
+
+
 def paired_verdict(a: Sequence[float], b: Sequence[float], test_var: float) -> Paired:
     """The rule: `a` and `b` are one number per seed (the same seeds, in the same order);
     `test_var` the test sample's variance of the mean difference (`binomial_var`). Under two
@@ -93,9 +98,7 @@ def paired_verdict(a: Sequence[float], b: Sequence[float], test_var: float) -> P
     if len(diffs) < 2:
         return Paired(mean, float("nan"), 1, "not shown")
     se = math.sqrt(statistics.variance(diffs) / len(diffs) + test_var)
-    verdict = ("yes" if mean >= RULE_SE * se else "no" if -mean >= RULE_SE * se
-               else "not shown")
-    return Paired(mean, se, len(diffs), verdict)
+    return Paired(mean, se, len(diffs), verdict(mean, se))
 
 
 def mean_se(accuracies: Sequence[float], n: int) -> tuple[float, float]:

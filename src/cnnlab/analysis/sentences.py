@@ -25,6 +25,7 @@ from cnnlab.analysis.comparison import (
     read_manifest,
     results_rows,
     seed_summary,
+    verdict,
     with_seeds,
 )
 from cnnlab.analysis.permutation import permutation_check
@@ -75,8 +76,10 @@ def text_claims(metrics: Mapping[str, Mapping[str, Any]], runs: Mapping[str, Map
     kim = runs.get(kim_name)
     claim = KIM_CLAIM.format(target=target)
     if kim:
-        mean, se = mean_se(kim["test_acc"], test_size)
-        claims = [Claim(claim=claim, experiment=kim_name, value=mean, holds=bool(mean >= target),
+        mean, se = mean_se(kim["test_acc"], test_size)  # the target, judged by the same rule
+        said = verdict(mean - target, se)
+        claims = [Claim(claim=claim, experiment=kim_name, value=mean, verdict=said,
+                        holds={"yes": True, "no": False}.get(said),
                         evidence=f"test acc {mean:.2%} ± {se:.2%} over "
                                  f"{len(kim['test_acc'])} seed(s) on {test_size} snippets "
                                  f"(target {target:.0%}; Kim 2014 "
