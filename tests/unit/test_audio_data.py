@@ -378,7 +378,7 @@ def test_prepare_writes_into_the_given_folder_and_a_failure_writes_nothing(tmp_p
     prepare(folder_cfg(folder), out)
     assert sorted(p.name for p in out.iterdir()) == [
         "clips.csv", "examples_classes.png", "examples_speakers.png", "manifest.json", "test.pt",
-        "train.pt", "val.pt"]
+        "test_pitch_shift.pt", "train.pt", "val.pt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "rec"]  # nothing beside it
 
 

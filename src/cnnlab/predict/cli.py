@@ -1,7 +1,7 @@
 """Top-3 classes with probabilities for your own files, preprocessed as in training.
 
     python -m cnnlab predict mnist_cnn digit.png photo.jpg
-    python -m cnnlab predict audio_freq:2 one.wav two.flac --json
+    python -m cnnlab predict audio_full2d:2 one.wav two.flac --json
     python -m cnnlab predict models:/text_kim_static/latest reviews.txt
 
 MODEL is an experiment (its checkpoint under paths.models) or a registered MLflow model

@@ -42,7 +42,7 @@ from cnnlab.data.audio.perturb import perturb_clips
 from cnnlab.data.audio.spectrogram import NORMALIZE, Spectrograms, normalize
 from cnnlab.data.audio.split import split_indices
 from cnnlab.data.audio.synthetic import synthetic_clips
-from cnnlab.data.audio.wav import ON_BAD_FILE, Clip, fix_length, read_folder, resample, trim_silence
+from cnnlab.data.audio.wav import ON_BAD_FILE, Clip, fit_clips, read_folder
 from cnnlab.data.prepared import Split, write_prepared
 
 SOURCES = ("synthetic", "folder")
@@ -153,12 +153,7 @@ def build(cfg: Mapping[str, Any]) -> AudioDataset:
         clips, provenance = synthetic_clips(cfg, classes, seed, rate, features.samples)
     else:
         clips, provenance = read_folder(cfg, classes)
-        resample(clips, rate)
-        trim_db = cfg["trim_db"]
-        for clip in clips:
-            if trim_db is not None:
-                clip.wave = trim_silence(clip.wave, float(trim_db))
-            clip.wave = fix_length(clip.wave, features.samples)
+        fit_clips(clips, rate, cfg["trim_db"], features.samples)  # as predict fits a user's clip
     parts, split_info = split_indices(clips, cfg["split"], seed)
     by_split = {name: [clips[i] for i in idx] for name, idx in parts.items()}
     augment = cfg["augment"]
