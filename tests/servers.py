@@ -7,8 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from cnnlab.services.processes import wait_until
 
 
 def free_port() -> int:
@@ -26,23 +27,22 @@ class TrackingServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        with open(self.folder / "server.log", "ab") as log:  # named if it fails to start
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--workers", "1",
+                 "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+                 "--artifacts-destination", str(self.folder / "artifacts")],
+                cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(self._answers, "mlflow server", 120, self.folder / "server.log", self.proc)
+
+    def _answers(self) -> bool:
         import requests
 
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
-             "--artifacts-destination", str(self.folder / "artifacts")],
-            cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.uri}/health", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.3)
-        raise AssertionError("mlflow server did not start")
+        try:
+            return requests.get(f"{self.uri}/health", timeout=1).ok
+        except requests.RequestException:
+            return False
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from PIL import Image
 
 from cnnlab.__main__ import main
 from cnnlab.data.prepared import load_prepared
+from cnnlab.services.processes import wait_until
 from cnnlab.training.batches import as_model_input
 from cnnlab.training.checkpoint import load_checkpoint
 from tests.conftest import TINY_TRAINER
@@ -49,16 +49,13 @@ class ModelServer:
         return self
 
     def _wait(self) -> None:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"mlflow models serve exited: {self.log.read_text()[-2000:]}")
-            try:
-                if requests.get(f"{self.url}/ping", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.5)
-        raise AssertionError(f"mlflow models serve did not answer: {self.log.read_text()[-2000:]}")
+        wait_until(self._answers, "mlflow models serve", 180, self.log, self.proc)
+
+    def _answers(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/ping", timeout=1).ok
+        except requests.RequestException:
+            return False
 
     def __exit__(self, *exc: object) -> None:
         if self.proc and self.proc.poll() is None:

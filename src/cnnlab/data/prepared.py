@@ -82,7 +82,7 @@ def write_prepared(out_dir: Path, splits: dict[str, Split], manifest: dict[str, 
     return manifest
 
 
-def _read_manifest(data_dir: Path) -> dict[str, Any]:
+def read_manifest(data_dir: Path) -> dict[str, Any]:
     """`manifest.json` of a prepared dataset; a missing or unreadable one names itself."""
     path = data_dir / "manifest.json"
     if not path.is_file():
@@ -122,7 +122,7 @@ def load_prepared(data_dir: str | Path) -> PreparedData:
     """The prepared dataset in `data_dir`, each file checked against the sha256 that
     `write_prepared` recorded in the manifest (a manifest without them loads unchecked)."""
     data_dir = Path(data_dir)
-    manifest = _read_manifest(data_dir)
+    manifest = read_manifest(data_dir)
     hashes = manifest.get("files")
 
     def load(name: str) -> Any:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cnnlab.core.errors import CheckpointError, DataError
-from cnnlab.data.prepared import _read_manifest
+from cnnlab.data.prepared import read_manifest
 from cnnlab.training.checkpoint import load_checkpoint
 
 
@@ -56,7 +56,7 @@ def _checkpoint(name: str, path: Path, experiments: dict[str, Any], prepared: Pa
         raise CheckpointError(f"{name}: {path} exists but conf/ has no experiment train.{name} "
                               f"to say its dataset (experiments: {sorted(experiments)})")
     data_dir = prepared / str(experiments[name]["dataset"])
-    manifest = _read_manifest(data_dir)
+    manifest = read_manifest(data_dir)
     model, meta = load_checkpoint(path)
     for key in ("classes", "input_shape"):
         if list(meta[key]) != list(manifest[key]):
@@ -112,7 +112,7 @@ def _registered(uri: str, experiments: dict[str, Any], prepared: Path, hint: str
         raise CheckpointError(f"{uri}: its run {found.run_id} has no cnnlab.dataset tag and conf/ "
                               f"has no experiment train.{name}: which data it takes is unknown")
     data_dir = prepared / str(dataset)
-    manifest = _read_manifest(data_dir)
+    manifest = read_manifest(data_dir)
     _check_trained_on(uri, run.data.params, data_dir, manifest)
     resolved = f"models:/{name}/{found.version}"
     mlflow.set_tracking_uri(store)
