@@ -84,5 +84,5 @@ replay: install  ## send what a tracking outage kept in .cnnlab/outbox to the se
 bench: install
 	$(BIN)/python benchmarks/epoch_speed.py
 
-clean:
-	rm -rf data models metrics plots reports outputs multirun
+clean:  ## remove the cached outputs (dvc repro or dvc pull brings them back); metrics/ and plots/ are committed
+	rm -rf data models reports outputs multirun

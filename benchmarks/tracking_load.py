@@ -24,17 +24,17 @@ def client(uri: str, experiment: str, steps: int, start: mp.Barrier, queue: mp.Q
     os.environ["MLFLOW_TRACKING_URI"] = uri
     import mlflow
 
-    from cnnlab.core import tracking
+    from cnnlab.core.tracking import runs, store
 
-    tracking.configure()
-    with tracking.store_lock(uri):  # as stages do: one process creates the experiment
+    store.configure()
+    with store.store_lock(uri):  # as stages do: one process creates the experiment
         mlflow.set_experiment(experiment)
     run = mlflow.start_run()
     start.wait()
     latencies = []
     for step in range(steps):
         began = time.perf_counter()
-        tracking.log_metrics({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
+        runs.log_metrics({"loss": 1.0 / (step + 1), "acc": step / steps}, step=step)
         latencies.append(time.perf_counter() - began)
     mlflow.end_run()
     queue.put((run.info.run_id, latencies, time.perf_counter()))
@@ -72,11 +72,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--server", default="http://127.0.0.1:5000")
     args = parser.parse_args()
-    from cnnlab.core import tracking
     from cnnlab.core.errors import TrackingError
+    from cnnlab.core.tracking.store import check_server
 
     try:
-        tracking.check_server(args.server)
+        check_server(args.server)
     except TrackingError:
         raise SystemExit(f"error: no tracking server at {args.server}: start it with "
                          "`make services`, or pass --server") from None

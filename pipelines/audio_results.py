@@ -5,13 +5,14 @@ On another prepared dataset (e.g. FSDD) the dataset follows `data.audio.dataset`
     python pipelines/audio_results.py data.audio.dataset=fsdd_take paths.reports=reports/fsdd_take
 """
 
-from cnnlab.analysis.comparison import training_curves
+from cnnlab.analysis.comparison import reads_domain, training_curves
 from cnnlab.analysis.pitch import curves_csv
 from cnnlab.analysis.speech import FIGURE, SpeechResultsConfig, write_speech_results
 from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage("audio_results", section="analysis.audio_results", schema=SpeechResultsConfig)
+@stage("audio_results", section="analysis.audio_results", schema=SpeechResultsConfig,
+       reads=reads_domain)
 def main(cfg: dict, ctx: StageContext) -> StageResult:
     paths = ctx.paths
     ctx.out_file(paths.plots / f"{ctx.name}.csv").write_text(

@@ -8,7 +8,8 @@ from cnnlab.analysis.gender import DIRECTIONS, CrossGenderConfig, cross_gender
 from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage("cross_gender", section="analysis.cross_gender", schema=CrossGenderConfig)
+@stage("cross_gender", section="analysis.cross_gender", schema=CrossGenderConfig,
+       reads=lambda cfg, config: [f"train.{name}" for name in cfg["experiments"]])
 def main(cfg: dict, ctx: StageContext) -> StageResult:
     result = cross_gender(cfg, ctx.root["train"], ctx.paths.prepared / cfg["dataset"])
     summary = [f"cross_gender: not measured: {result['reason']}"] if not result["measured"] else [

@@ -4,12 +4,13 @@ convolution as a dense layer with pruned and shared weights.
 DVC: python pipelines/params_report.py --config-dir . --config-name params
 """
 
-from cnnlab.analysis.comparison import training_curves
+from cnnlab.analysis.comparison import reads_domain, training_curves
 from cnnlab.analysis.params import ParamsReportConfig, run_params_report
 from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage("params_report", section="analysis.params_report", schema=ParamsReportConfig)
+@stage("params_report", section="analysis.params_report", schema=ParamsReportConfig,
+       reads=lambda cfg, config: reads_domain(cfg, config, ["dataset"]))  # the curves
 def main(cfg: dict, ctx: StageContext) -> StageResult:
     paths = ctx.paths
     ctx.out_file(paths.plots / f"{ctx.name}.csv").write_text(

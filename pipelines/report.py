@@ -7,7 +7,8 @@ from cnnlab.analysis.report import ReportConfig, Training, build_report
 from cnnlab.core.stage import StageContext, StageResult, stage
 
 
-@stage("report", section="analysis.report", schema=ReportConfig, experiment="report")
+@stage("report", section="analysis.report", schema=ReportConfig, experiment="report",
+       reads=lambda cfg, config: [f"train.{name}.dataset" for name in config["train"]])
 def main(cfg: dict, ctx: StageContext) -> StageResult:
     paths = ctx.paths
     trainings = {name: Training(paths.metrics / exp["dataset"] / f"{name}.json",

@@ -1,4 +1,4 @@
-"""Stage seeds@<domain>: the compared experiments again with further seeds, in one process.
+"""Stages seeds_audio, seeds_text: the compared experiments again with further seeds, in one process.
 
 DVC:  python pipelines/seeds.py --config-dir . --config-name params run=audio
 Writes metrics/<dataset>/seeds.json and models/seeds_<domain>/<experiment>/seed<k>.ckpt; the
@@ -9,7 +9,8 @@ from cnnlab.core.stage import StageContext, StageResult, stage
 from cnnlab.training.replicates import SeedsConfig, train_seeds
 
 
-@stage("seeds_{run}", section="seeds.{run}", schema=SeedsConfig, experiment="seeds")
+@stage("seeds_{run}", section="seeds.{run}", schema=SeedsConfig, experiment="seeds",
+       reads=lambda cfg, config: [f"train.{name}" for name in cfg["experiments"]])
 def main(cfg: dict, ctx: StageContext) -> StageResult:
     paths, dataset = ctx.paths, cfg["dataset"]
     results = train_seeds(ctx.root["train"], cfg["experiments"], cfg["seeds"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,10 +20,13 @@ def free_port() -> int:
 
 
 class TrackingServer:
-    """A plain `mlflow server` over SQLite on a free port, started and stopped by the test."""
+    """A plain `mlflow server` over SQLite on a free port, started and stopped by the test;
+    its store starts as a copy of `store` (an empty, migrated one) when given."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, store: Path | None = None) -> None:
         self.folder, self.port = folder, free_port()
+        if store is not None and not (folder / "server.db").exists():
+            shutil.copyfile(store, folder / "server.db")
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 

@@ -4,15 +4,15 @@ overrides: what DVC runs, minus the subprocess."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from cnnlab.core.stage import Stage, StageResult
 from cnnlab.models import InputSpec, build_model, count_parameters
 from cnnlab.training.checkpoint import save_checkpoint
-from tests.conftest import ROOT
+from tests.conftest import ROOT, compose_conf
 
 
 def load_stage(script: str) -> Stage:
@@ -25,9 +25,22 @@ def load_stage(script: str) -> Stage:
 
 def run_stage(script: str, *overrides: str) -> StageResult:
     """`python pipelines/<script>.py <overrides>`, in this process."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    return load_stage(script).run(cfg)
+    return load_stage(script).run(compose_conf(*overrides))
+
+
+def run_script(script: str, *args: str) -> int:
+    """`python pipelines/<script>.py <args>` in this process: the script's command-line entry
+    point (Stage.__call__: Hydra's command line, one-line errors, exit codes), minus the Python
+    start. Returns the exit code; what it printed is the test's (capsys, capfd)."""
+    argv = sys.argv
+    sys.argv = [str(ROOT / "pipelines" / f"{script}.py"), *args]
+    try:
+        load_stage(script)()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        sys.argv = argv
+    return 0
 
 
 TINY_CNN = {"name": "convnet", "conv": [{"channels": 4, "kernel": 3}, {"channels": 6, "kernel": 3}],

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from cnnlab.data.prepared import load_prepared
 from cnnlab.models import InputSpec, build_model, count_parameters
 from cnnlab.training.checkpoint import load_checkpoint
 from tests.conftest import TINY_TRAINER, compose_config
-from tests.stages import run_stage
+from tests.stages import run_script, run_stage
 
 ROOT = Path(__file__).resolve().parents[2]
 FSDD = Path(os.environ.get("CNNLAB_FSDD_DIR", ROOT.parent / "shared" / "datasets" / "fsdd"))
@@ -144,34 +142,36 @@ def test_model_configs_have_the_promised_geometry():
     assert max(params.values()) <= 1.25 * min(params.values()), params
 
 
-def run_script(script: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "pipelines" / script), *overrides],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+def in_folder(folder: Path, monkeypatch, script: str, *overrides: str) -> int:
+    """`python pipelines/<script>` run from `folder` (the config's relative paths land there),
+    in process: its exit code."""
+    monkeypatch.chdir(folder)
+    return run_script(script, *overrides)
 
 
-def test_prepare_stage_reports_a_missing_folder_in_one_line(tmp_path: Path):
-    proc = run_script("prepare_audio.py", "data.audio.source=folder", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+def test_prepare_stage_reports_a_missing_folder_in_one_line(tmp_path: Path, monkeypatch, capsys):
+    code = in_folder(tmp_path, monkeypatch, "prepare_audio", "data.audio.source=folder")
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "error: data.audio.folder must name a folder of WAV files when data.audio.source=folder "
         "(e.g. data.audio.folder=path/to/recordings)"]
     assert not (tmp_path / "data").exists()
 
 
-def test_prepare_stage_names_a_corrupt_wav(tmp_path: Path):
+def test_prepare_stage_names_a_corrupt_wav(tmp_path: Path, monkeypatch, capsys):
     rec = tmp_path / "rec"
     rec.mkdir()
     (rec / "3_ann_0.wav").write_bytes(b"RIFF not really")
-    proc = run_script("prepare_audio.py", "data.audio.source=folder",
-                     f"data.audio.folder={rec}", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "3_ann_0.wav: unreadable or corrupt WAV" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    code = in_folder(tmp_path, monkeypatch, "prepare_audio", "data.audio.source=folder",
+                     f"data.audio.folder={rec}")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "3_ann_0.wav: unreadable or corrupt WAV" in err
+    assert "Traceback" not in err
 
 
-def test_results_stage_names_a_missing_metrics_file(tmp_path: Path):
-    proc = run_script("audio_results.py", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+def test_results_stage_names_a_missing_metrics_file(tmp_path: Path, monkeypatch, capsys):
+    assert in_folder(tmp_path, monkeypatch, "audio_results") == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "error: metrics/audio/audio_freq_slide.json: metrics file is missing (run its train stage "
         "first)"]

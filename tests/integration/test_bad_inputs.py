@@ -6,8 +6,8 @@ earlier]). The overrides and the message may hold `{root}`, the project folder o
 `prepared/`, `models/`, `metrics/`, `plots/`, `reports/`, and the raw sources under `src/`).
 The stage first runs once successfully (unless `earlier` is off), so that its outputs exist to
 be kept; then `setup(root)` breaks one input, or the `bad` overrides hold the fault, and the
-stage runs again. Every case runs in process; a few also as subprocesses, for the exit code 2
-and the single stderr line.
+stage runs again. Every case runs in process; a few also through the scripts' command line
+(in process, and one as a real subprocess), for the exit code 2 and the single stderr line.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from cnnlab.core.io import write_json
 from tests.conftest import ROOT, TINY_TRAINER, compose_config
 from tests.integration.test_text_pipeline import CSV, tiny_text_data, write_reviews
 from tests.integration.test_text_pipeline import NAMES as TEXT_NAMES
-from tests.stages import TINY_CNN, TINY_DNN, run_stage, save_untrained
+from tests.stages import TINY_CNN, TINY_DNN, run_script, run_stage, save_untrained
 from tests.unit.test_audio_data import write_fsdd
 from tests.unit.test_mnist_readers import write_idx_folder
 
@@ -264,8 +264,9 @@ CASES = [
 ]
 BY_NAME = {case.name: case for case in CASES}
 assert len(BY_NAME) == len(CASES), "case names must be unique"
-SUBPROCESS = ["filters-truncated-checkpoint", "train-relabelled-test-split",
-              "prepare_text-garbage-csv"]  # each costs a Python start: ~6 s
+COMMAND_LINE = ["filters-truncated-checkpoint", "train-relabelled-test-split",
+                "prepare_text-garbage-csv"]
+SUBPROCESS = "filters-truncated-checkpoint"  # a Python start with torch and MLflow: ~10 s
 
 
 def params(names: list[str]) -> list:
@@ -286,22 +287,6 @@ def prepare(case: Case, template: Path, tmp_path: Path) -> tuple[Path, list[str]
             case.message.format(root=re.escape(str(root))))
 
 
-@pytest.fixture(scope="module")
-def shared_store(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
-@pytest.fixture(autouse=True)
-def isolated_mlflow(isolated_mlflow, shared_store, monkeypatch):
-    """conftest's isolation, but one SQLite store for the whole module: creating a store
-    takes a second or two, and these tests read nothing back from it."""
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_store)
-    mlflow.set_tracking_uri(shared_store)
-    return shared_store
-
-
 # ---------------------------------------------------------------- tests ----
 @pytest.mark.parametrize("case", params(list(BY_NAME)))
 def test_bad_input_is_one_error_naming_it_and_keeps_earlier_outputs(case, template, tmp_path):
@@ -315,15 +300,33 @@ def test_bad_input_is_one_error_naming_it_and_keeps_earlier_outputs(case, templa
     assert snapshot(root) == before
 
 
-@pytest.mark.parametrize("case", params(SUBPROCESS))
-def test_stage_script_prints_one_line_and_exits_2(case, template, tmp_path):
+def assert_one_error_line(stderr: str, message: str) -> None:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(f"error: {message}.*", lines[0]), lines
+
+
+@pytest.mark.parametrize("case", params(COMMAND_LINE))
+def test_stage_script_prints_one_line_and_exits_2(case, template, tmp_path, capsys):
+    root, overrides, message = prepare(case, template, tmp_path)
+    before = snapshot(root)
+    capsys.readouterr()  # the earlier, successful run's summary
+    code = run_script(case.script, *overrides)
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert_one_error_line(err, message)
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("case", params([SUBPROCESS]))
+def test_stage_script_as_its_own_process_prints_one_line_and_exits_2(case, template, tmp_path):
+    """The one stage script run as DVC runs it, `python pipelines/<script>.py`: nothing else
+    (an import-time warning, a log line) reaches stderr."""
     root, overrides, message = prepare(case, template, tmp_path)
     before = snapshot(root)
     result = subprocess.run([sys.executable, f"pipelines/{case.script}.py", *overrides],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and re.fullmatch(f"error: {message}.*", lines[0]), lines
+    assert_one_error_line(result.stderr, message)
     assert snapshot(root) == before
 

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT
 from tests.servers import TrackingServer, free_port
+from tests.stages import run_script, run_stage
 
 SLOW = ["train.mnist_cnn.trainer.max_epochs=3", "train.mnist_cnn.trainer.batch_size=32",
         "train.mnist_cnn.model.dropout=0.3"]  # dropout: the random state must resume too
@@ -54,15 +55,20 @@ def runs_of(client: MlflowClient, experiment: str = "mnist_cnn"):
     return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
 
 
-def test_a_killed_training_resumes_to_the_identical_result(tmp_path, tiny_mnist):
+def in_process(cmd: list[str]) -> None:
+    """The training of `cmd` in this process (the stage contract, as the script runs it)."""
+    run_stage("train", *cmd[2:])
+
+
+def test_a_killed_training_resumes_to_the_identical_result(tmp_path, tiny_mnist, capsys):
     state = Path(os.environ["CNNLAB_STATE_DIR"])
-    assert run(command(tmp_path, "whole", tiny_mnist)).returncode == 0
+    in_process(command(tmp_path, "whole", tiny_mnist))
     killed = start_and_wait_for_epoch(command(tmp_path, "killed", tiny_mnist), state)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    again = run(command(tmp_path, "killed", tiny_mnist))
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming after epoch 1 of 3" in again.stdout  # one line says so
+    capsys.readouterr()
+    in_process(command(tmp_path, "killed", tiny_mnist))  # the rerun: it resumes
+    assert "resuming after epoch 1 of 3" in capsys.readouterr().out  # one line says so
     whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "killed")
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
     metrics = [json.loads((tmp_path / d / "metrics/mnist/mnist_cnn.json").read_text())
@@ -78,14 +84,14 @@ def test_a_killed_training_resumes_to_the_identical_result(tmp_path, tiny_mnist)
         assert [m.step for m in client.get_metric_history(r.info.run_id, "val_acc")] == [1, 2, 3]
 
 
-def test_a_changed_config_starts_afresh_and_reaps_the_dead_run(tmp_path, tiny_mnist):
+def test_a_changed_config_starts_afresh_and_reaps_the_dead_run(tmp_path, tiny_mnist, capsys):
     state = Path(os.environ["CNNLAB_STATE_DIR"])
     killed = start_and_wait_for_epoch(command(tmp_path, "a", tiny_mnist), state)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    changed = run(command(tmp_path, "a", tiny_mnist, "train.mnist_cnn.trainer.lr=0.002"))
-    assert changed.returncode == 0, changed.stderr[-3000:]
-    assert "resuming" not in changed.stdout
+    capsys.readouterr()
+    in_process(command(tmp_path, "a", tiny_mnist, "train.mnist_cnn.trainer.lr=0.002"))
+    assert "resuming" not in capsys.readouterr().out
     client = MlflowClient()
     assert sorted(r.info.status for r in runs_of(client)) == ["FINISHED", "KILLED"]
     (dead,) = [r for r in runs_of(client) if r.info.status == "KILLED"]
@@ -110,19 +116,19 @@ def test_a_signal_stops_cleanly_and_marks_the_run_killed(tmp_path, tiny_mnist, s
 
 
 @pytest.fixture
-def server(tmp_path):
-    srv = TrackingServer(tmp_path)
+def server(tmp_path, mlflow_template):
+    srv = TrackingServer(tmp_path, mlflow_template)
     srv.start()
     yield srv
     srv.stop()
 
 
-def test_an_unreachable_server_fails_the_stage_in_one_line(tmp_path, tiny_mnist):
+def test_an_unreachable_server_fails_the_stage_in_one_line(tmp_path, tiny_mnist, monkeypatch,
+                                                           capsys):
     uri = f"http://127.0.0.1:{free_port()}"
-    result = run(command(tmp_path, "out", tiny_mnist),
-                 env={**os.environ, "MLFLOW_TRACKING_URI": uri})
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert run_script("train", *command(tmp_path, "out", tiny_mnist)[2:]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"error: tracking server {uri} is unreachable (ConnectionError); it comes from "
         "MLFLOW_TRACKING_URI: start the server, or unset MLFLOW_TRACKING_URI to log to the "
         "project's mlflow.db"]

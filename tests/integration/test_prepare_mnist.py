@@ -3,8 +3,6 @@
 import hashlib
 import http.server
 import json
-import subprocess
-import sys
 import threading
 from functools import partial
 
@@ -13,21 +11,15 @@ import torch
 
 from cnnlab.core.errors import DataError
 from cnnlab.data import mnist
-from tests.conftest import ROOT
+from tests.stages import run_script, run_stage
 from tests.unit.test_mnist_readers import write_idx_folder
-
-
-def run_stage(*overrides):
-    return subprocess.run([sys.executable, str(ROOT / "pipelines" / "prepare_mnist.py"), *overrides],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
 def test_idx_source_writes_splits_and_manifest(tmp_path):
     arrays = write_idx_folder(tmp_path / "idx", n_train=30, n_test=8)
-    result = run_stage("data.mnist.source=idx", f"data.mnist.idx_dir={tmp_path / 'idx'}",
-                       "data.mnist.val_size=5", f"paths.prepared={tmp_path / 'out'}",
-                       f"paths.metrics={tmp_path / 'metrics'}")
-    assert result.returncode == 0, result.stderr
+    run_stage("prepare_mnist", "data.mnist.source=idx", f"data.mnist.idx_dir={tmp_path / 'idx'}",
+              "data.mnist.val_size=5", f"paths.prepared={tmp_path / 'out'}",
+              f"paths.metrics={tmp_path / 'metrics'}")
     out = tmp_path / "out" / "mnist"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["sizes"] == {"train": 25, "val": 5, "test": 8}
@@ -40,19 +32,21 @@ def test_idx_source_writes_splits_and_manifest(tmp_path):
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
 
 
-def test_bad_input_is_one_clear_line_and_keeps_earlier_outputs(tmp_path):
+def test_bad_input_is_one_clear_line_and_keeps_earlier_outputs(tmp_path, capsys):
     write_idx_folder(tmp_path / "idx")
     args = ["data.mnist.source=idx", f"data.mnist.idx_dir={tmp_path / 'idx'}",
             "data.mnist.val_size=2", f"paths.prepared={tmp_path / 'out'}",
             f"paths.metrics={tmp_path / 'metrics'}"]
-    assert run_stage(*args).returncode == 0
+    run_stage("prepare_mnist", *args)
     before = {p.name: p.read_bytes() for p in (tmp_path / "out" / "mnist").iterdir()}
     bad = tmp_path / "idx" / "train-images-idx3-ubyte"
     bad.write_bytes(bad.read_bytes()[:-100])
-    result = run_stage(*args)
-    assert result.returncode == 2
-    assert f"error: {bad}: truncated" in result.stderr
-    assert "Traceback" not in result.stderr
+    capsys.readouterr()
+    code = run_script("prepare_mnist", *args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"error: {bad}: truncated" in err
+    assert "Traceback" not in err
     after = {p.name: p.read_bytes() for p in (tmp_path / "out" / "mnist").iterdir()}
     assert after == before
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mnist"]  # no temp dirs left

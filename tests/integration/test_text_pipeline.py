@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,8 @@ from cnnlab.core.io import write_json
 from cnnlab.data.prepared import Split, load_prepared, write_prepared
 from cnnlab.models import InputSpec, build_model
 from cnnlab.training.checkpoint import load_checkpoint, save_checkpoint
-from tests.conftest import ROOT, compose_config
-from tests.stages import run_stage
+from tests.conftest import compose_config
+from tests.stages import run_script, run_stage
 
 GOOD = ["a moving , funny and wise film", "great acting and a clever script",
         "the best thing i have seen this year", "warm , smart and beautifully made"]
@@ -65,18 +63,17 @@ def test_prepare_then_train_one_epoch(tmp_path: Path):
     assert json.loads((tmp_path / "metrics/text/text_kim_static.json").read_text()) == metrics
 
 
-def test_prepare_stage_reports_bad_csv_in_one_line(tmp_path: Path):
+def test_prepare_stage_reports_bad_csv_in_one_line(tmp_path: Path, capsys):
     bad = tmp_path / "reviews.csv"
     bad.write_text("id,review,verdict\n1,a fine film,positive\n2,a dull film,meh\n")
-    result = subprocess.run(
-        [sys.executable, "pipelines/prepare_text.py", "data.text.source=csv",
-         f"data.text.csv_path={bad}", "data.text.text_column=review",
-         "data.text.label_column=verdict", "data.text.labels=[negative,positive]",
-         f"paths.prepared={tmp_path / 'prepared'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert f"error: {bad}, line 3: unknown label 'meh'" in result.stderr
-    assert "Traceback" not in result.stderr
+    code = run_script("prepare_text", "data.text.source=csv", f"data.text.csv_path={bad}",
+                      "data.text.text_column=review", "data.text.label_column=verdict",
+                      "data.text.labels=[negative,positive]",
+                      f"paths.prepared={tmp_path / 'prepared'}")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"error: {bad}, line 3: unknown label 'meh'" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "prepared").exists()  # nothing half-written
 
 

@@ -2,18 +2,16 @@
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from cnnlab.core import progress
 from cnnlab.core.errors import CheckpointError, ConfigError
 from cnnlab.training.checkpoint import load_checkpoint
-from tests.conftest import ROOT, TINY_TRAINER
-from tests.stages import run_stage
+from tests.conftest import TINY_TRAINER
+from tests.stages import run_script, run_stage
 
 
 def train(tmp_path, tiny_mnist, *overrides, name="mnist_cnn"):
@@ -88,18 +86,18 @@ def test_the_confusion_matrix_counts_every_test_sample_once(tiny_mnist):
 
 @pytest.mark.parametrize("mode,bars", [("auto", False), ("true", True), ("false", False)])
 def test_progress_bars_only_where_asked_and_never_spam_a_log_file(tmp_path, tiny_mnist, mode,
-                                                                 bars):
-    log = tmp_path / "train.log"
+                                                                 bars, capfd, monkeypatch):
+    """The script's output captured, as into a log file (no terminal), outside CI."""
+    monkeypatch.setenv("CI", "")
+    monkeypatch.delenv(progress.ENV, raising=False)  # the stage sets it; restored after
     shrink = [f"train.mnist_cnn.trainer.{k}={v}" for k, v in TINY_TRAINER.items()]
-    with open(log, "w") as out:
-        result = subprocess.run(
-            [sys.executable, "pipelines/train.py", "run=mnist_cnn", f"progress={mode}",
-             f"paths.prepared={tiny_mnist.parent}", "train.mnist_cnn.register_model=false",
-             *(f"paths.{k}={tmp_path / k}" for k in ("models", "metrics", "plots")), *shrink],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=300,
-            env={**os.environ, "CI": ""})
-    assert result.returncode == 0, log.read_text()[-2000:]
-    text = log.read_text()
+    code = run_script("train", "run=mnist_cnn", f"progress={mode}",
+                      f"paths.prepared={tiny_mnist.parent}", "train.mnist_cnn.register_model=false",
+                      *(f"paths.{k}={tmp_path / k}" for k in ("models", "metrics", "plots")),
+                      *shrink)
+    out, err = capfd.readouterr()
+    text = out + err
+    assert code == 0, text[-2000:]
     assert ("Epoch 0/0" in text) == bars  # Lightning's bar
     assert bars or "\r" not in text  # no carriage returns in a log file unless asked for
 
@@ -162,26 +160,28 @@ def test_missing_or_corrupt_checkpoint_names_the_file(tmp_path, content):
         load_checkpoint(path)
 
 
-def test_train_stage_reports_a_bad_geometry_in_one_line(tmp_path, tiny_mnist):
-    result = subprocess.run(
-        [sys.executable, "pipelines/train.py", "run=mnist_cnn", f"paths.prepared={tiny_mnist.parent}",
-         f"paths.models={tmp_path}/m", "train.mnist_cnn.model.conv.0.kernel=40"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2
-    assert "error: model.conv[0]: input 28x28 with window (40, 40)" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_train_stage_reports_a_bad_geometry_in_one_line(tmp_path, tiny_mnist, capsys):
+    code = run_script("train", "run=mnist_cnn", f"paths.prepared={tiny_mnist.parent}",
+                      f"paths.models={tmp_path}/m", "train.mnist_cnn.model.conv.0.kernel=40")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: model.conv[0]: input 28x28 with window (40, 40)" in err
+    assert "Traceback" not in err
 
 
-def test_hydra_multirun_logs_each_job_under_one_parent(tmp_path, tiny_mnist, isolated_mlflow):
+def test_hydra_multirun_logs_each_job_under_one_parent(tmp_path, tiny_mnist, isolated_mlflow,
+                                                       capsys):
+    """Hydra's basic launcher runs the jobs one after the other in the process that starts
+    them: here, this one (with Hydra's logging left alone, as it would outlive the test).
+    The multirun as its own process: test_distributed.py (launchers), test_search.py."""
     shrink = [f"train.mnist_cnn.trainer.{k}={v}" for k, v in
               {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1,
                "limit_test_batches": 1}.items()]
-    result = subprocess.run(
-        [sys.executable, "pipelines/train.py", "-m", "run=mnist_cnn",
-         "train.mnist_cnn.model.conv.0.channels=4,8", "train.mnist_cnn.register_model=false",
-         f"paths.prepared={tiny_mnist.parent}", f"hydra.sweep.dir={tmp_path}/sweep", *shrink],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    code = run_script("train", "-m", "run=mnist_cnn", "train.mnist_cnn.model.conv.0.channels=4,8",
+                      "train.mnist_cnn.register_model=false", f"paths.prepared={tiny_mnist.parent}",
+                      f"hydra.sweep.dir={tmp_path}/sweep", "hydra/job_logging=none",
+                      "hydra/hydra_logging=none", *shrink)
+    assert code == 0, capsys.readouterr().err[-2000:]
     client = MlflowClient()
     exp = client.get_experiment_by_name("mnist_cnn")
     runs = client.search_runs([exp.experiment_id])

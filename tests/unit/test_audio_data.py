@@ -379,7 +379,7 @@ def test_prepare_writes_into_the_given_folder_and_a_failure_writes_nothing(tmp_p
     assert sorted(p.name for p in out.iterdir()) == [
         "clips.csv", "examples_classes.png", "examples_speakers.png", "manifest.json", "test.pt",
         "test_pitch_shift.pt", "train.pt", "val.pt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "rec"]  # nothing beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "out", "rec"]  # the test's store
 
 
 def test_config_errors_name_the_key(tmp_path: Path):

@@ -5,9 +5,12 @@ import copy
 import pytest
 import torch
 import yaml
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from cnnlab.models import InputSpec, build_model
-from tests.conftest import ROOT, compose_config
+from tests.conftest import ROOT, compose_conf, compose_config
 
 EXPERIMENTS = list(compose_config()["train"])
 
@@ -85,3 +88,26 @@ def test_overrides_reach_one_experiment_only():
     cfg = compose_config(["train.mnist_cnn.model.conv.0.channels=32"])
     assert cfg["train"]["mnist_cnn"]["model"]["conv"][0]["channels"] == 32
     assert cfg["train"]["mnist_separable"]["model"]["conv"][0]["channels"] == 25
+
+
+@pytest.mark.parametrize("overrides", [
+    ["run=filters", "paths.models=/tmp/m", "analysis.filters.steps=2", "progress=true",
+     "train.mnist_cnn.trainer.max_epochs=many", "+train.mnist_cnn.trainer.bogus=1",
+     "~train.mnist_cnn.seed", "train.mnist_cnn.model.conv=[{channels:4,kernel:9}]",
+     "data.text.labels=[negative,positive]", "data.mnist.idx_dir=null"],
+    pytest.param(["experiment@train.mnist_cnn=mnist_separable", "train.mnist_cnn.trainer.lr=0.5"],
+                 marks=pytest.mark.integration),  # composes conf/ twice more: seconds
+])
+def test_the_tests_compose_stage_configs_exactly_as_hydra_does(overrides):
+    """The tests compose conf/'s groups once and apply the value overrides themselves, with
+    Hydra's own function (conftest.compose_conf): the result must be what `compose` gives."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        expected = compose("config", overrides=overrides)
+    composed = compose_conf(*overrides)
+    assert OmegaConf.to_yaml(composed) == OmegaConf.to_yaml(expected)
+    assert OmegaConf.is_struct(composed) and OmegaConf.is_struct(expected)
+
+
+def test_the_tests_compose_a_bad_override_as_hydra_does():
+    with pytest.raises(ConfigCompositionException, match="use \\+train.mnist_cnn.colour=red"):
+        compose_conf("train.mnist_cnn.colour=red")

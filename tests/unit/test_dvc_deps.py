@@ -1,4 +1,5 @@
-"""dvc.yaml deps: each stage re-runs when any project code its command runs changes."""
+"""dvc.yaml deps: each stage re-runs when any project code its command runs changes, or any
+param it reads, and no other param (a stage's `ctx.root` holds only what it declares)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 from dvc.stage import Stage
+from omegaconf import OmegaConf
 
 from tests.conftest import ROOT
+from tests.stages import load_stage
 
 pytestmark = pytest.mark.unit
 
@@ -94,3 +98,38 @@ def test_every_dep_exists_or_is_a_stage_output() -> None:
     missing = [f"  {s.addressing}: {dep.def_path}" for s in stages for dep in s.deps
                if not (path := (ROOT / dep.def_path).resolve()).exists() and not produced(path)]
     assert not missing, "deps that neither exist nor are a stage's output:\n" + "\n".join(missing)
+
+
+def script_of(stage: Stage) -> str:
+    found = re.match(r"python3?\s+pipelines/(\S+)\.py\b", stage.cmd or "")
+    assert found, f"{stage.addressing}: no `python pipelines/<x>.py` in `{stage.cmd}`"
+    return found[1]
+
+
+def test_stage_params_are_exactly_what_the_stage_reads() -> None:
+    """dvc.yaml's params of a stage against what its contract reads on params.yaml: its
+    section, `paths` and its declared `reads` (e.g. seeds.audio's experiments)."""
+    stages, _ = pipeline()
+    wrong = []
+    for stage in stages:
+        cfg = OmegaConf.load(ROOT / "params.yaml")
+        if run := re.search(r"\brun=(\S+)", stage.cmd or ""):
+            cfg.run = run[1]
+        _, reads = load_stage(script_of(stage)).params(cfg)
+        listed = [p for dep in stage.deps if isinstance(dep, ParamsDependency) for p in dep.params]
+        if unlisted := [key for key in reads if key not in listed]:
+            wrong.append(f"  {stage.addressing} reads {', '.join(unlisted)}: add to its params")
+        if unread := [key for key in listed if key not in reads]:
+            wrong.append(f"  {stage.addressing} lists {', '.join(unread)}, which it never reads")
+    assert not wrong, "dvc.yaml params differ from what the stages read:\n" + "\n".join(wrong)
+
+
+def test_lock_holds_only_the_stages_of_dvc_yaml() -> None:
+    """DVC never drops the lock entry of a removed or renamed stage; a stale one is parsed on
+    every `dvc status` and rewritten after every stage of a repro."""
+    import yaml
+
+    stages, _ = pipeline()
+    locked = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    stale = sorted(set(locked) - {s.addressing for s in stages})
+    assert not stale, f"dvc.lock holds stages that dvc.yaml no longer has: {stale}"

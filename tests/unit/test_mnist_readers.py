@@ -146,8 +146,9 @@ def test_corrupt_pickle_is_named(tmp_path, content, message):
         mnist.read_pickle(path)
 
 
-def test_bundled_digits_are_the_official_sets():
-    data = mnist.read_pickle(mnist.bundled_path())
+def test_bundled_digits_are_the_official_sets(bundled_mnist):
+    data, provenance = bundled_mnist  # read_pickle of mnist.bundled_path(), its sha256 checked
+    assert provenance["source"] == "bundled"
     assert data["train"][0].shape == (60_000, 28, 28)
     assert np.bincount(data["test"][1]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
                                                       974, 1009]

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cnnlab.analysis.report import Training, build_report, read_checked_claims
 from cnnlab.core.errors import DataError
-from tests.conftest import ROOT
-from tests.stages import run_stage
+from tests.stages import run_script, run_stage
 
 TOPICS = {"params": "MNIST parameters", "audio": "Speech", "style": "Style transfer"}
 
@@ -136,6 +133,7 @@ def stage_paths(project: dict[str, Path]) -> list[str]:
     return [f"paths.{k}={project[k]}" for k in ("reports", "metrics", "plots")]
 
 
+@pytest.mark.integration  # the stage itself, through MLflow and Hydra: seconds
 def test_report_stage_writes_its_counts_and_logs_the_report(project, isolated_mlflow):
     from mlflow.tracking import MlflowClient
 
@@ -155,12 +153,13 @@ def test_report_stage_writes_its_counts_and_logs_the_report(project, isolated_ml
             "metrics/report.json"} <= logged
 
 
-def test_report_stage_reports_a_corrupt_claims_file_in_one_line(project):
+@pytest.mark.integration  # the stage itself, through MLflow and Hydra: seconds
+def test_report_stage_reports_a_corrupt_claims_file_in_one_line(project, monkeypatch, capsys):
     (project["reports"] / "style" / "claims.json").write_text("[oops")
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "pipelines" / "report.py"), *stage_paths(project)],
-        cwd=project["reports"].parent, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith(
+    monkeypatch.chdir(project["reports"].parent)
+    code = run_script("report", *stage_paths(project))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith(
         f"error: {project['reports'] / 'style' / 'claims.json'}: claims file is not readable JSON")
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in err

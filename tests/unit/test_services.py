@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 
 import pytest
 
+from cnnlab.__main__ import main
 from cnnlab.core.errors import ServiceError
 from cnnlab.services import object_store, postgres, stack, tracking_server
 from tests.conftest import ROOT
@@ -55,8 +55,8 @@ def test_missing_binaries_name_the_install_command(monkeypatch):
         object_store._weed()
 
 
-def test_the_command_line_gives_one_line_and_exit_2_on_bad_settings():
-    done = subprocess.run([sys.executable, "-m", "cnnlab", "services", "status", "mlflow.prot=1"],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: services override")
+def test_the_command_line_gives_one_line_and_exit_2_on_bad_settings(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # `python -m cnnlab` from the project
+    assert main(["services", "status", "mlflow.prot=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: services override")

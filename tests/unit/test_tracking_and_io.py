@@ -1,7 +1,8 @@
 import pytest
 
-from cnnlab.core import tracking
+from cnnlab.core import paths
 from cnnlab.core.io import atomic_dir, atomic_path, write_json
+from cnnlab.core.tracking import runs, store
 
 
 def test_dvc_temp_copies_log_to_the_original_project(tmp_path, monkeypatch):
@@ -9,18 +10,18 @@ def test_dvc_temp_copies_log_to_the_original_project(tmp_path, monkeypatch):
     root = tmp_path / "proj"
     copy = root / ".dvc" / "tmp" / "exps" / "tmpab12" / "pipelines"
     copy.mkdir(parents=True)
-    assert tracking.project_root(copy) == root
-    assert tracking.tracking_uri(copy) == f"sqlite:///{root / 'mlflow.db'}"
-    assert tracking.tracking_uri(root / ".dvc").startswith("sqlite:////")
+    assert paths.project_root(copy) == root
+    assert paths.tracking_uri(copy) == f"sqlite:///{root / 'mlflow.db'}"
+    assert paths.tracking_uri(root / ".dvc").startswith("sqlite:////")
 
 
 def test_environment_overrides_the_tracking_uri(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
+    assert paths.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
 
 
 def test_flatten_gives_dotted_params():
-    assert tracking.flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None}) == {
+    assert runs.flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None}) == {
         "a.b": 1, "a.c.d": [1, 2], "e": None}
 
 
@@ -31,7 +32,7 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("crash mid-write")
     assert path.read_text().strip().endswith("}") and '"v": 1' in path.read_text()
-    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "out.json"]  # + the store
 
 
 def test_failed_directory_write_keeps_the_old_directory(tmp_path):
@@ -42,7 +43,7 @@ def test_failed_directory_write_keeps_the_old_directory(tmp_path):
         (tmp / "a.txt").write_text("new")
         raise RuntimeError("crash")
     assert (out / "a.txt").read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "prepared"]  # + the store
     with atomic_dir(out) as tmp:
         (tmp / "b.txt").write_text("replaced")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
@@ -50,13 +51,13 @@ def test_failed_directory_write_keeps_the_old_directory(tmp_path):
 
 def test_artifacts_live_beside_the_sqlite_database(tmp_path, monkeypatch, isolated_mlflow):
     monkeypatch.chdir(tmp_path)
-    with tracking.stage_run("exp_a", "r") as run:
-        tracking.mlflow.log_text("hello", "note.txt")
+    with runs.stage_run("exp_a", "r") as run:
+        runs.mlflow.log_text("hello", "note.txt")
     db_dir = tmp_path  # isolated_mlflow puts mlflow.db in tmp_path
     assert run.info.artifact_uri.startswith((db_dir / "mlartifacts" / "exp_a").as_uri())
     assert (db_dir / "mlartifacts" / "exp_a").is_dir()
     assert not (tmp_path / "mlruns").exists()
-    assert tracking.artifact_location("http://127.0.0.1:5000", "x") is None
+    assert store.artifact_location("http://127.0.0.1:5000", "x") is None
 
 
 def test_saved_tensors_are_byte_identical_across_writes(tmp_path):

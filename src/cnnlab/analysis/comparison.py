@@ -33,10 +33,26 @@ COLUMNS = ["experiment", "model", "mean ± SE %", "seeds", "test acc %", "params
            "s/epoch", "fit s", "epochs"]  # test acc %: the experiment's own seed (train@)
 
 
+def experiments_on(train: Mapping[str, Mapping[str, Any]], dataset: str) -> list[str]:
+    """The entries of `train` on `dataset`, in config order: a domain's experiments."""
+    return [name for name, exp in train.items() if exp.get("dataset") == dataset]
+
+
+RESULTS_READ = ("dataset", "description", "seed")  # what a domain's table reads of an experiment
+
+
+def reads_domain(cfg: Mapping[str, Any], config: Mapping[str, Any],
+                 keys: Sequence[str] = RESULTS_READ) -> list[str]:
+    """What a results stage reads besides its section: `keys` of every experiment of its
+    domain (`train.<name>.<key>`), so that a trainer setting never reruns the table itself."""
+    return [f"train.{name}.{key}" for name in experiments_on(config["train"], cfg["dataset"])
+            for key in keys]
+
+
 def domain_metrics(train: Mapping[str, Mapping[str, Any]], dataset: str, metrics_dir: Path
                    ) -> dict[str, dict[str, Any]]:
     """Metrics of every entry of `train` on `dataset` (config order), with its description."""
-    names = [name for name, exp in train.items() if exp.get("dataset") == dataset]
+    names = experiments_on(train, dataset)
     if not names:
         raise ConfigError(f"train: no experiment has dataset={dataset!r}")
     return {name: {**read_metrics(metrics_dir / f"{name}.json"),
@@ -141,9 +157,9 @@ def training_curves(train: Mapping[str, Mapping[str, Any]], dataset: str, plots_
     """Every experiment's per-epoch history on `dataset` in one long CSV (epoch, experiment,
     val_acc, val_loss): one chart per domain in `dvc plots` (template by_experiment)."""
     lines = ["epoch,experiment,val_acc,val_loss"]
-    for name, exp in train.items():
+    for name in experiments_on(train, dataset):
         path = plots_dir / f"{name}.csv"
-        if exp.get("dataset") != dataset or not path.is_file():
+        if not path.is_file():
             continue
         with path.open(newline="") as f:
             lines += [f"{row['epoch']},{name},{row['val_acc']},{row['val_loss']}"

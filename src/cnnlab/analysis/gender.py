@@ -23,7 +23,6 @@ import torch
 
 from cnnlab.core.errors import ConfigError, DataError
 from cnnlab.data.prepared import SPLITS, PreparedData, Split, load_prepared, write_prepared
-from cnnlab.training.replicates import train_seeds
 
 DIRECTIONS = {"male_to_female": ("male", "female"), "female_to_male": ("female", "male")}
 
@@ -91,6 +90,8 @@ def cross_gender(cfg: Mapping[str, Any], train: Mapping[str, Any], data_dir: Pat
                  ) -> dict[str, Any]:
     """Train every experiment on each group and test on the other; per direction and
     experiment the seeds and test accuracies, or why nothing was measured."""
+    from cnnlab.training.replicates import train_seeds  # Lightning: not for readers of DIRECTIONS
+
     data = load_prepared(data_dir)
     split = groups(data, clip_speakers(data_dir), cfg)
     sizes = {group: len(s) for group, s in split.items()}

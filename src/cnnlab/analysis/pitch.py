@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from cnnlab.core import paths
 from cnnlab.core.claims import csv_text
 from cnnlab.training.checkpoint import load_checkpoint
-from cnnlab.training.replicates import seed_checkpoint
 
 
 def accuracy_by_shift(checkpoint: Path, shifted: Mapping[str, torch.Tensor],
@@ -36,8 +36,8 @@ def accuracy_by_shift(checkpoint: Path, shifted: Mapping[str, torch.Tensor],
 
 def checkpoints(name: str, seeds: Sequence[int], models_dir: Path, seeds_dir: Path) -> list[Path]:
     """The first seed's checkpoint (train@<name>), then the seeds stage's."""
-    return [models_dir / name / "model.ckpt",
-            *(seed_checkpoint(seeds_dir, name, s) for s in seeds[1:])]
+    return [paths.checkpoint(models_dir, name),
+            *(paths.seed_checkpoint(seeds_dir, name, s) for s in seeds[1:])]
 
 
 def pitch_curves(runs: Mapping[str, Mapping[str, list]], models_dir: Path, seeds_dir: Path,

@@ -157,7 +157,7 @@ def results_markdown(rows: list[dict[str, Any]], claims: list[Claim],
         f"Vocabulary: {manifest.get('vocab_size')} entries (training split only, min_count "
         f"{manifest.get('min_count')}), texts cut or padded to {manifest.get('max_len')} tokens. "
         "`mean ± SE %`: test accuracy over the seeds (the experiment's own and those of "
-        "seeds@text), the error combining the seeds' spread with the test sample's binomial "
+        "seeds_text), the error combining the seeds' spread with the test sample's binomial "
         "error. Seconds per epoch are wall time on a shared CPU.",
         "",
         "## The embedding dimensions have no order",

@@ -1,1 +1,1 @@
-"""What every stage shares: config validation, atomic outputs, tracking, errors, threads."""
+"""What every stage shares: config validation, paths, atomic outputs, tracking, errors, threads."""

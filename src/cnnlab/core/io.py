@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def temp_file_beside(path: Path) -> Path:
     """A new empty file next to `path` (same filesystem, so a rename can replace `path`)."""
@@ -79,6 +77,8 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def save_torch(path: str | Path, obj: Any) -> None:
     """Byte-identical for equal objects: torch.save records a path's name, so pass a file."""
+    import torch  # here: the services and the tracking replay write files without torch
+
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)
 

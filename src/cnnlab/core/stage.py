@@ -7,7 +7,7 @@ does everything else, once, for every stage:
 - stages every output in a temporary sibling and publishes it only when the stage succeeds;
 - writes the stage's metrics (`metrics/<name>.json`) and claims (`reports/<name>/claims.json`);
 - holds one MLflow run around the stage and logs its config, metrics and outputs to it;
-- prints a CnnlabError as one line and exits with code 2.
+- prints a CnnlabError, or an override Hydra cannot compose, as one line and exits with code 2.
 
 A stage script is then:
 
@@ -44,24 +44,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from cnnlab.core import progress, tracking
+from cnnlab.core import progress
 from cnnlab.core.claims import Claim, write_claims
 from cnnlab.core.devices import is_rank_zero
 from cnnlab.core.errors import CnnlabError, ConfigError, DataError, StageInterrupted
 from cnnlab.core.io import replace_dir, temp_dir_beside, temp_file_beside, write_json
+from cnnlab.core.paths import Paths
 
 OUTPUT_PATHS = ("models", "metrics", "plots", "reports")  # moved under a multirun job's folder
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where stages read and write (`paths` of the config)."""
-
-    prepared: Path
-    models: Path
-    metrics: Path
-    plots: Path
-    reports: Path
 
 
 @dataclass
@@ -81,7 +71,7 @@ class StageContext:
 
     name: str
     paths: Paths
-    root: dict[str, Any]  # the whole composed config, for stages that read other sections
+    root: dict[str, Any]  # the other sections the stage declared it reads (`reads`), and no more
     in_sweep: bool = False  # a job of a Hydra multirun
     _staged: dict[Path, Path] = field(default_factory=dict)  # final path -> temporary path
     _made: list[Path] = field(default_factory=list)  # folders made for staging, removed on failure
@@ -170,6 +160,20 @@ def select(cfg: DictConfig, dotted: str) -> Any:
     return node
 
 
+def only(config: Mapping[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The parts of `config` at the dotted `keys`, nested as in `config`: what a stage may read
+    besides its own section, so that reading an undeclared section fails in every test."""
+    picked: dict[str, Any] = {}
+    for key in keys:
+        *parents, last = key.split(".")
+        source, target = config, picked
+        for part in parents:
+            source, target = source.get(part, {}), target.setdefault(part, {})
+        if last in source:  # a missing entry is the stage's own error to name
+            target[last] = source[last]
+    return picked
+
+
 def _paths(cfg: DictConfig, job_dir: Path | None) -> Paths:
     paths = {k: Path(v) for k, v in validate(cfg.paths, Paths, "paths").items()}
     if job_dir is not None:  # a multirun job keeps its outputs apart from DVC's
@@ -210,7 +214,9 @@ def sweep_objective() -> str | None:
 
 def objective_value(result: StageResult, objective: str) -> float:
     """What a search job hands its sweeper: the stage's metric named `objective`."""
-    metrics = tracking.numeric(result.metrics)
+    from cnnlab.core.tracking.runs import numeric
+
+    metrics = numeric(result.metrics)
     if objective not in metrics:
         raise ConfigError(f"hydra.sweeper.objective={objective}: not a metric of this stage "
                           f"(its metrics: {sorted(metrics)})")
@@ -233,17 +239,27 @@ class Stage:
     schema: type
     experiment: str  # the MLflow experiment; may hold "{run}"
     continues: Callable[[dict[str, Any], StageContext], str | None] | None = None
+    reads: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None
+
+    def params(self, cfg: DictConfig) -> tuple[dict[str, Any], list[str]]:
+        """The stage's own section, validated, and every params key it reads: its section,
+        `paths` and what `reads` names. dvc.yaml lists exactly these (tests/unit/test_dvc_deps.py)."""
+        section = self.section.format(run=str(cfg.get("run", "")))
+        own = validate(select(cfg, section), self.schema, section)
+        others = self.reads(own, OmegaConf.to_container(cfg, resolve=True)) if self.reads else []
+        return own, [section, "paths", *others]
 
     def run(self, cfg: DictConfig) -> StageResult:
         """Validate, run, publish, track: the whole contract on a composed config."""
         entry = str(cfg.get("run", ""))
         fill = functools.partial(str.format, run=entry)
-        name, section = fill(self.name), fill(self.section)
-        own = validate(select(cfg, section), self.schema, section)
+        name = fill(self.name)
+        own, keys = self.params(cfg)
         progress.set_mode(cfg.get("progress", "auto"))
         job = _sweep_job()
         ctx = StageContext(name, _paths(cfg, job and job.output_dir),
-                           OmegaConf.to_container(cfg, resolve=True), in_sweep=job is not None)
+                           only(OmegaConf.to_container(cfg, resolve=True), keys[2:]),
+                           in_sweep=job is not None)
         if job:
             _share_cores(job.parallel_jobs)
         if not is_rank_zero():  # a DDP worker: it computes with rank 0, which alone writes
@@ -251,6 +267,8 @@ class Stage:
                 return self.body(own, ctx)
             finally:
                 ctx.discard()
+        from cnnlab.core.tracking import runs as tracking  # MLflow: only in a process that logs
+
         run_name = f"{name} {job.overrides}" if job and job.overrides else name
         previous = self.continues(own, ctx) if self.continues else None
         try:
@@ -286,25 +304,69 @@ class Stage:
     def __call__(self) -> None:
         """The command-line entry point: a Hydra app with one-line errors (exit code 2)."""
         import hydra
+        from hydra.errors import CompactHydraException
 
         sys.argv = quiet_single_run(sys.argv)
+        with hydra_raises() as composed:
 
-        def task(cfg: DictConfig) -> float | None:
-            objective = sweep_objective()
+            def task(cfg: DictConfig) -> float | None:
+                composed()  # from here on Hydra reports errors as it always does
+                objective = sweep_objective()
+                try:
+                    result = self.run(cfg)
+                    return objective_value(result, objective) if objective else None
+                except CnnlabError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    if objective:  # a failed trial of a search: its sweeper marks it, the study goes on
+                        raise
+                    sys.exit(2)
+                except StageInterrupted as stop:
+                    print(f"stopped by signal {stop.signum}: outputs untouched, run marked KILLED",
+                          file=sys.stderr)
+                    sys.exit(128 + stop.signum)
+
             try:
-                result = self.run(cfg)
-                return objective_value(result, objective) if objective else None
-            except CnnlabError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                if objective:  # a failed trial of a search: its sweeper marks it, the study goes on
-                    raise
+                hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+            except CompactHydraException as exc:  # a bad override: no config to run the stage on
+                print(f"error: {override_error(exc, sys.argv)}", file=sys.stderr)
                 sys.exit(2)
-            except StageInterrupted as stop:
-                print(f"stopped by signal {stop.signum}: outputs untouched, run marked KILLED",
-                      file=sys.stderr)
-                sys.exit(128 + stop.signum)
 
-        hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
+
+@contextlib.contextmanager
+def hydra_raises() -> Iterator[Callable[[], None]]:
+    """HYDRA_FULL_ERROR set, so that Hydra raises what it cannot compose instead of printing
+    it over several lines and exiting 1; yields the call that puts the variable back, which
+    the task makes first, so that errors after composition print as Hydra prints them."""
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield restore
+    finally:
+        restore()
+
+
+def override_error(exc: Exception, argv: list[str]) -> str:
+    """Hydra's error as `<override>: <why>` on one line, naming the command-line override the
+    message is about (every override when it names none)."""
+    from hydra._internal.utils import get_args_parser
+
+    overrides = [o for o in get_args_parser().parse_known_args(argv[1:])[0].overrides
+                 if o not in SINGLE_RUN]
+    lines = str(exc).split("Config search path:")[0].splitlines()  # the path: Hydra's own
+    why = [line.strip() for line in lines if line.strip()]
+    if isinstance(exc.__cause__, OmegaConfBaseException):  # e.g. "Key 'lrr' is not in struct"
+        why.insert(1, f"({str(exc.__cause__).splitlines()[0]})")
+    named = getattr(exc, "override", None) or next(
+        (o for o in sorted(overrides, key=len, reverse=True)
+         if f"'{o.split('=')[0].lstrip('+~')}" in str(exc)), None)
+    return f"{named or ' '.join(overrides) or 'the config'}: {' '.join(why)}"
 
 
 SINGLE_RUN = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=none",
@@ -357,17 +419,20 @@ def stop_on_signals() -> Iterator[list[int]]:
 
 
 def stage(name: str, section: str, schema: type, experiment: str = "analysis",
-          continues: Callable[[dict[str, Any], StageContext], str | None] | None = None
+          continues: Callable[[dict[str, Any], StageContext], str | None] | None = None,
+          reads: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None
           ) -> Callable[[Callable[[dict[str, Any], StageContext], StageResult]], Stage]:
     """Declare a stage: `name` and `section` may hold "{run}" (see the module docstring).
 
     `continues(cfg, ctx)` may name the MLflow run of an interrupted earlier attempt, which the
     stage then carries on instead of starting a new run (training's resume).
+    `reads(cfg, config)` names the dotted keys of other sections the stage reads, from its own
+    section `cfg` and the whole config; `ctx.root` holds those and nothing else.
     """
     if not dataclasses.is_dataclass(schema):
         raise TypeError(f"stage {name}: schema must be a dataclass, got {schema!r}")
 
     def wrap(body: Callable[[dict[str, Any], StageContext], StageResult]) -> Stage:
-        return Stage(body, name, section, schema, experiment, continues)
+        return Stage(body, name, section, schema, experiment, continues, reads)
 
     return wrap

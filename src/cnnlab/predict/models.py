@@ -3,7 +3,7 @@
 `mnist_cnn` is an experiment: its checkpoint `<paths.models>/mnist_cnn/model.ckpt` and its
 dataset `train.mnist_cnn.dataset` of conf/. `mnist_cnn:3`, `models:/mnist_cnn/3`,
 `models:/mnist_cnn/latest` or `models:/mnist_cnn@alias` are registered MLflow models (the
-tracking store of `cnnlab.core.tracking`); their dataset is the `cnnlab.dataset` tag of the
+tracking store, `cnnlab.core.paths.tracking_uri`); their dataset is the `cnnlab.dataset` tag of the
 run that logged them. A bare name without a checkpoint is the latest registered version.
 """
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cnnlab.core.errors import CheckpointError, DataError
+from cnnlab.core.paths import tracking_uri
 from cnnlab.data.prepared import read_manifest
 from cnnlab.training.checkpoint import load_checkpoint
 
@@ -81,12 +82,12 @@ def _parse(uri: str) -> tuple[str, str | None, str | None]:
 
 
 def _registered(uri: str, experiments: dict[str, Any], prepared: Path, hint: str = "") -> Model:
+    import cnnlab.core.tracking  # noqa: F401 - sets MLflow's environment: before MLflow loads
+    # isort: split
     import mlflow
     from mlflow import MlflowClient
 
-    from cnnlab.core import tracking
-
-    store = tracking.tracking_uri()
+    store = tracking_uri()
     name, version, alias = _parse(uri)
     if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
         raise CheckpointError(f"{uri}: no such registered model (no tracking store at {store}){hint}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.core import tracking
+from cnnlab.core.paths import project_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.search.storage import load_study
     from cnnlab.search.winner import write_winner
 
-    conf = args.conf or tracking.project_root() / "conf"
+    conf = args.conf or project_root() / "conf"
     winner = write_winner(load_study(args.study, args.storage), conf, args.name,
                           args.add_default, args.force)
     print(f"wrote {winner.path}")

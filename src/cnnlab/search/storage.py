@@ -6,8 +6,8 @@ import warnings
 from importlib.metadata import version
 from pathlib import Path
 
-from cnnlab.core import tracking
 from cnnlab.core.errors import ConfigError
+from cnnlab.core.paths import state_dir, tracking_uri
 
 STUDY_FILE = "optuna.db"
 # hydra-optuna-sweeper 1.3.0 builds Optuna 2's distribution classes, which Optuna 3+ still takes
@@ -18,9 +18,9 @@ def default_storage() -> str:
     """`sqlite:///<dir>/optuna.db` beside a SQLite `mlflow.db`; with a tracking server, in the
     state dir (`.cnnlab/`). A PostgreSQL URI in `hydra.sweeper.storage` uses the server's engine.
     """
-    uri = tracking.tracking_uri()
+    uri = tracking_uri()
     folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") \
-        else tracking.state_dir()
+        else state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder.resolve() / STUDY_FILE}"
 

@@ -32,7 +32,7 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from cnnlab.core import tracking
+from cnnlab.core.tracking.runs import log_sweep_outcome, process_alive
 from cnnlab.search.storage import check_optuna, default_storage, shown
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
         best = study.best_trial
         log.info(f"Study {self.study_name}: best {self.objective}={best.value:.6g} "
                  f"(trial {best.number}): {best.params}")
-        logged = tracking.log_sweep_outcome(
+        logged = log_sweep_outcome(
             Path(self.config.hydra.sweep.dir).name,
             metrics={f"best_{self.objective}": best.value,
                      **{f"trials_{state}": counts[state] for state in ("complete", "fail", "pruned")}},
@@ -112,7 +112,7 @@ def mark_interrupted(study: optuna.Study) -> list[int]:
     marked = []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid, host = frozen.user_attrs.get("cnnlab.pid"), frozen.user_attrs.get("cnnlab.host")
-        if host != socket.gethostname() or (pid is not None and tracking.process_alive(pid)):
+        if host != socket.gethostname() or (pid is not None and process_alive(pid)):
             continue
         optuna.Trial(study, frozen._trial_id).set_user_attr(INTERRUPTED, True)
         study.tell(frozen.number, state=TrialState.FAIL)

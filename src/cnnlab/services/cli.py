@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.core.tracking import project_root
+from cnnlab.core.paths import project_root
 from cnnlab.services import stack, tracking_server
 
 

@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from cnnlab.core.errors import ServiceError
 from cnnlab.core.io import write_text
-from cnnlab.core.tracking import project_root
+from cnnlab.core.paths import project_root
 from cnnlab.services import object_store, postgres, tracking_server
 
 CREDENTIALS = "credentials.env"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.core.errors import ConfigError
+from cnnlab.core.paths import seed_checkpoint
 from cnnlab.core.stage import validate
 from cnnlab.training.run import ExperimentConfig, RunOutputs, train_experiment
 
@@ -33,11 +34,6 @@ def experiment_config(train: Mapping[str, Any], name: str, seed: int) -> dict[st
         raise ConfigError(f"{name}: no such entry of train (entries: {sorted(train)})")
     cfg = validate(train[name], ExperimentConfig, f"train.{name}")
     return {**cfg, "seed": int(seed), "register_model": False}
-
-
-def seed_checkpoint(folder: Path, name: str, seed: int) -> Path:
-    """Where a replicate's checkpoint lies: <folder>/<experiment>/seed<seed>.ckpt."""
-    return folder / name / f"seed{seed}.ckpt"
 
 
 def train_seeds(train: Mapping[str, Any], names: Sequence[str], seeds: Sequence[int],

@@ -1,7 +1,7 @@
 """Resumable training: the full state of the last complete epoch, kept outside DVC's outputs.
 
 DVC deletes a stage's outputs before it runs the stage, so the state lives under the project
-root (`.cnnlab/resume/`, found as tracking finds its store, so `dvc exp run` copies find it
+root (`.cnnlab/resume/`, `cnnlab.core.paths.state_dir`, so `dvc exp run` copies find it
 too). It is keyed by the experiment's resolved config and the prepared data's manifest: a
 changed config or changed data never resumes stale state. It is Lightning's own checkpoint
 (model, optimiser, scheduler, loop counters, callbacks' states) plus what makes the next
@@ -23,7 +23,7 @@ import lightning as L
 import torch
 
 from cnnlab.core.io import sha256_file, write_json
-from cnnlab.core.tracking import state_dir
+from cnnlab.core.paths import state_dir
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Train, test and save one experiment: the science of the train@<experiment> stages.
 
-Per-epoch numbers and the model go to the stage's MLflow run through `cnnlab.core.tracking`.
+Per-epoch numbers and the model go to the stage's MLflow run through `cnnlab.core.tracking.runs`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import Any
 import lightning as L
 from torch import nn
 
-from cnnlab.core import progress, tracking
+from cnnlab.core import progress
 from cnnlab.core.devices import check_trainer, deterministic_mode, device_count
 from cnnlab.core.errors import ConfigError
 from cnnlab.core.io import sha256_file, write_text
 from cnnlab.core.threads import torch_threads
+from cnnlab.core.tracking import runs as tracking
 from cnnlab.data.prepared import load_prepared
 from cnnlab.models import InputSpec, build_model, count_parameters
 from cnnlab.training.augment import ShiftAndMask
@@ -57,6 +58,7 @@ class TrainerConfig:
     limit_val_batches: Any
     limit_test_batches: Any
     threads: int | None
+    channels_last: bool  # NHWC layout while fitting (cnnlab.training.module.Classifier)
     accelerator: str  # as Lightning's Trainer, checked by cnnlab.core.devices.check_trainer
     devices: Any  # a number, a list of indices, -1 or "auto"
     strategy: str
@@ -178,7 +180,8 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
     spec = InputSpec(data.input_shape, len(data.classes), data.extras)
     model = build_model(cfg["model"], spec)  # a geometry error stops us here, before training
     module = Classifier(model, trainer_cfg["optimizer"], float(trainer_cfg["lr"]),
-                        float(trainer_cfg["weight_decay"]), trainer_cfg["schedule"])
+                        float(trainer_cfg["weight_decay"]), trainer_cfg["schedule"],
+                        bool(trainer_cfg["channels_last"]))
     batch = int(trainer_cfg["batch_size"])
     augment = ShiftAndMask.from_cfg(trainer_cfg["augment"])
     if augment is not None:

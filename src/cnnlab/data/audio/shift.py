@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchaudio
 
 from cnnlab.core.errors import ConfigError, DataError
 
@@ -58,6 +57,8 @@ def shift_waves(waves: np.ndarray, semitones: int, cfg: Mapping[str, Any]) -> np
     """
     if semitones == 0:
         return waves
+    import torchaudio  # here, not at the top: the results stage only reads the shifted clips
+
     shifted = torchaudio.functional.pitch_shift(torch.from_numpy(waves), int(cfg["ratio_steps"]),
                                                 int(semitones), n_fft=int(cfg["n_fft"]))
     return shifted.numpy().astype(np.float32)

@@ -2,8 +2,6 @@
 numbers, claims, tracking and errors."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,8 +12,7 @@ from mlflow.tracking import MlflowClient
 from cnnlab.analysis.grids import PAD_RGB
 from cnnlab.analysis.trained import load_inputs
 from cnnlab.core.errors import CheckpointError, ConfigError, DataError
-from tests.conftest import ROOT
-from tests.stages import TINY_CNN, TINY_DNN, run_stage, save_untrained
+from tests.stages import TINY_CNN, TINY_DNN, run_script, run_stage, save_untrained
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: one thread
 
@@ -194,17 +191,15 @@ def test_hierarchy_without_the_filters_stage_names_the_missing_file(project):
         run_stage("hierarchy", *paths, *fast("hierarchy", experiment="tiny_cnn"))
 
 
-def test_stage_script_reports_a_missing_checkpoint_in_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "pipelines/units.py", "run=filters", f"paths.models={tmp_path}",
-         f"paths.reports={tmp_path / 'reports'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"})
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1:] == [
+def test_stage_script_reports_a_missing_checkpoint_in_one_line(tmp_path, capsys):
+    code = run_script("units", "run=filters", f"paths.models={tmp_path}",
+                      f"paths.reports={tmp_path / 'reports'}")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1:] == [
         f"error: {tmp_path / 'mnist_cnn' / 'model.ckpt'}: checkpoint is missing "
         "(run the train stage first)"]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in err
     assert not list((tmp_path / "reports").rglob("*"))
 
 
