@@ -18,6 +18,8 @@ import io
 import json
 from pathlib import Path
 
+import yaml
+
 from cnnlab.core.paths import project_root
 from cnnlab.search.storage import load_study
 
@@ -30,6 +32,13 @@ def trial_metrics(sweep_dir: Path, number: int) -> dict:
     return json.loads(found[0].read_text(encoding="utf-8")) if found else {}
 
 
+def short(key: str) -> str:
+    """train.<run>.trainer.lr -> lr; train.<run>.trainer.augment.shift.0 -> augment.shift.0."""
+    parts = key.split(".")
+    rest = parts[2:] if parts[0] == "train" and len(parts) > 2 else parts
+    return ".".join(rest[1:] if rest[0] == "trainer" and len(rest) > 1 else rest)
+
+
 def rows(study, sweep_dir: Path) -> list[dict]:
     keys = sorted({k for t in study.trials for k in t.params})
     out = []
@@ -37,7 +46,7 @@ def rows(study, sweep_dir: Path) -> list[dict]:
         metrics = trial_metrics(sweep_dir, t.number)
         row = {"trial": t.number, "state": t.state.name.lower(),
                "value": None if t.value is None else round(t.value, 4)}
-        row.update({k.rsplit(".", 1)[-1]: t.params.get(k) for k in keys})
+        row.update({short(k): t.params.get(k) for k in keys})
         row["duration_s"] = round(t.duration.total_seconds(), 1) if t.duration else None
         row["fit_seconds"] = round(metrics["fit_seconds"], 1) if "fit_seconds" in metrics else None
         row["epochs"] = metrics.get("epochs")
@@ -47,7 +56,18 @@ def rows(study, sweep_dir: Path) -> list[dict]:
     return out
 
 
-def markdown(study, table: list[dict]) -> str:
+def fixed_settings(study, sweep_dir: Path) -> list[str]:
+    """The overrides every trial had and the search did not vary (from a trial's folder)."""
+    searched = {k for t in study.trials for k in t.params}
+    for t in study.trials:
+        overrides = sweep_dir / str(t.number) / ".hydra" / "overrides.yaml"
+        if overrides.is_file():
+            items = yaml.safe_load(overrides.read_text(encoding="utf-8")) or []
+            return [o for o in items if o.split("=", 1)[0] not in searched]
+    return []
+
+
+def markdown(study, table: list[dict], fixed: list[str]) -> str:
     objective = study.user_attrs.get("cnnlab.objective", "value")
     done = [r for r in table if r["state"] == "complete"]
     best = max(done, key=lambda r: r["value"]) if done else None
@@ -55,6 +75,8 @@ def markdown(study, table: list[dict]) -> str:
              f"{len(done)} of {len(table)} trials complete; value = {objective} (maximised)."]
     if best:
         lines.append(f"Best: trial {best['trial']}, {objective} {best['value']}.")
+    if fixed:
+        lines.append("Fixed in every trial: " + ", ".join(f"`{o}`" for o in fixed) + ".")
     heads = list(table[0]) if table else []
     lines += ["", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in table:
@@ -73,15 +95,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     study = load_study(args.study, args.storage)
-    table = rows(study, args.sweep_dir or ROOT / "multirun" / "search" / args.study)
+    sweep_dir = args.sweep_dir or ROOT / "multirun" / "search" / args.study
+    table = rows(study, sweep_dir)
+    text = markdown(study, table, fixed_settings(study, sweep_dir))
     args.out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(table[0]) if table else ["trial"])
     writer.writeheader()
     writer.writerows(table)
     (args.out / f"{args.study}_study.csv").write_text(buf.getvalue(), encoding="utf-8")
-    (args.out / f"{args.study}_study.md").write_text(markdown(study, table), encoding="utf-8")
-    print(markdown(study, table))
+    (args.out / f"{args.study}_study.md").write_text(text, encoding="utf-8")
+    print(text)
 
 
 if __name__ == "__main__":

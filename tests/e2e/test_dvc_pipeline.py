@@ -124,10 +124,11 @@ def test_repro_twice_then_an_experiment_that_exp_show_compares(repo):
 
 
 def test_the_dvc_queue_runs_two_experiments_side_by_side(repo):
-    """`dvc exp run --queue` twice, then `dvc queue start -j 2`, as the README says."""
+    """`dvc exp run --queue` twice, then `dvc queue start -j 2`, as the README says (each
+    experiment runs the training it changes, not the stages after it: two processes less)."""
     dest, run = repo
     for seed in (1, 2):
-        run("dvc", "exp", "run", "--queue", "params_report", "-n", f"seed{seed}",
+        run("dvc", "exp", "run", "--queue", "train@mnist_cnn", "-n", f"seed{seed}",
             "-S", f"train.mnist_cnn.seed={seed}", "-S", "train.mnist_cnn.trainer.threads=1")
     run("dvc", "queue", "start", "-j", "2")
 

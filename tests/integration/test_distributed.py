@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -52,7 +53,13 @@ def test_two_process_ddp_training_counts_every_test_digit_once(tmp_path, tiny_mn
 
 def test_ddp_inside_a_multirun_is_refused_in_one_line(tmp_path, tiny_mnist, monkeypatch, capsys):
     """The multirun in this process (Hydra's basic launcher runs its jobs in the process that
-    starts them); Hydra's logging left alone, as it would outlive the test here."""
+    starts them); Hydra's logging left alone, as it would outlive the test here. Refused before
+    any work: a job that got as far as a Trainer would launch DDP from inside pytest."""
+
+    def no_trainer(*args, **kwargs):
+        raise AssertionError("a job of the multirun built a DDP Trainer")
+
+    monkeypatch.setattr(lightning, "Trainer", no_trainer)
     cmd = train_cmd(tmp_path, tiny_mnist, "train.mnist_cnn.trainer.devices=2",
                     "train.mnist_cnn.trainer.strategy=ddp", "train.mnist_cnn.seed=1,2",
                     f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/job_logging=none",
