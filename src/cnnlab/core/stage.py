@@ -241,24 +241,24 @@ class Stage:
     continues: Callable[[dict[str, Any], StageContext], str | None] | None = None
     reads: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None
 
-    def params(self, cfg: DictConfig) -> tuple[dict[str, Any], list[str]]:
+    def params(self, cfg: DictConfig, config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """The stage's own section, validated, and every params key it reads: its section,
-        `paths` and what `reads` names. dvc.yaml lists exactly these (tests/unit/test_dvc_deps.py)."""
+        `paths` and what `reads` names (from `config`, `cfg` resolved). dvc.yaml lists exactly
+        these (tests/unit/test_dvc_deps.py)."""
         section = self.section.format(run=str(cfg.get("run", "")))
         own = validate(select(cfg, section), self.schema, section)
-        others = self.reads(own, OmegaConf.to_container(cfg, resolve=True)) if self.reads else []
-        return own, [section, "paths", *others]
+        return own, [section, "paths", *(self.reads(own, config) if self.reads else [])]
 
     def run(self, cfg: DictConfig) -> StageResult:
         """Validate, run, publish, track: the whole contract on a composed config."""
         entry = str(cfg.get("run", ""))
         fill = functools.partial(str.format, run=entry)
         name = fill(self.name)
-        own, keys = self.params(cfg)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        own, keys = self.params(cfg, config)
         progress.set_mode(cfg.get("progress", "auto"))
         job = _sweep_job()
-        ctx = StageContext(name, _paths(cfg, job and job.output_dir),
-                           only(OmegaConf.to_container(cfg, resolve=True), keys[2:]),
+        ctx = StageContext(name, _paths(cfg, job and job.output_dir), only(config, keys[2:]),
                            in_sweep=job is not None)
         if job:
             _share_cores(job.parallel_jobs)
