@@ -104,11 +104,12 @@ def measure(tree: Path, hide_clib: bool, args: argparse.Namespace) -> dict[str, 
     result: dict[str, object] = {"tree": str(tree)}
     if args.full:
         result |= full_repro(tree, env)
-    result["dvc_status_s"] = median_of(["dvc", "status"], tree, env, args.repeat)
-    result["noop_repro_s"] = median_of(["dvc", "repro"], tree, env, args.repeat)
-    result["params_report_s"] = median_of(
-        [sys.executable, "pipelines/params_report.py", "--config-dir", ".", "--config-name",
-         "params"], tree, env, args.repeat)
+    if args.repeat:
+        result["dvc_status_s"] = median_of(["dvc", "status"], tree, env, args.repeat)
+        result["noop_repro_s"] = median_of(["dvc", "repro"], tree, env, args.repeat)
+        result["params_report_s"] = median_of(
+            [sys.executable, "pipelines/params_report.py", "--config-dir", ".", "--config-name",
+             "params"], tree, env, args.repeat)
     if args.exp:
         result |= experiment(tree, env)
     return result
@@ -141,7 +142,7 @@ def main() -> None:
     parser.add_argument("--new", type=Path, default=ROOT)
     parser.add_argument("--full", action="store_true", help="a full dvc repro in each tree first")
     parser.add_argument("--exp", action="store_true", help=f"dvc exp run -S {EXP_OVERRIDE}")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="0: skip the status timings")
     args = parser.parse_args()
     for tree in (args.old, args.new):
         if not (tree / "dvc.yaml").is_file():
@@ -149,7 +150,11 @@ def main() -> None:
     old = measure(args.old.resolve(), True, args)
     new = measure(args.new.resolve(), False, args)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "stage_overhead.json").write_text(json.dumps({"old": old, "new": new}, indent=2))
+    saved = RESULTS / "stage_overhead.json"
+    if saved.is_file():  # a later run (say --exp alone) adds to the figures of an earlier one
+        before = json.loads(saved.read_text())
+        old, new = before.get("old", {}) | old, before.get("new", {}) | new
+    saved.write_text(json.dumps({"old": old, "new": new}, indent=2))
     text = table(old, new)
     (RESULTS / "stage_overhead.md").write_text(text)
     print(text)
