@@ -87,6 +87,13 @@ def test_fsdd_subset_prepares_trains_and_reports(tmp_path: Path):
     assert cross["clips"] == {"male": 30, "female": 30}
     assert len(cross["male_to_female"]["audio_freq_slide"]["test_acc"]) == 2
 
+    windows = run_stage("context_windows", *paths, "analysis.context_windows.windows=[11,64]",
+                        "analysis.context_windows.seeds=[1,2]",
+                        "analysis.context_windows.max_epochs=1",
+                        "analysis.cross_gender.male=[jackson]",
+                        "analysis.cross_gender.female=[nicolas]", *tiny)
+    check_context_windows(windows, tmp_path, data)
+
     result = run_stage("audio_results", *paths)
     out = tmp_path / "reports" / "audio_results"
     saved = json.loads((out / "results.json").read_text())
@@ -112,6 +119,34 @@ def test_fsdd_subset_prepares_trains_and_reports(tmp_path: Path):
     md = (out / "results.md").read_text()
     assert "nicolas" in md and "examples_classes.png" in md and "pitch_shift.png" in md
     assert (out / "examples_speakers.png").is_file()
+
+
+def check_context_windows(result, tmp_path: Path, data) -> None:
+    """Every model at each k within its budget, every setting judged, the curve written."""
+    section = compose_config()["analysis"]["context_windows"]
+    names = [section[key] for key in ("frequency_only", "time_only", "image_cnn")]
+    saved = json.loads((tmp_path / "reports" / "context_windows" / "results.json").read_text())
+    assert list(saved) == ["11", "64"]
+    for k, r in saved.items():
+        spec = InputSpec((*data.input_shape[:-1], int(k)), 10)
+        for name in names:  # the stated count is the model's, and within the budget
+            assert r["params"][name] == count_parameters(build_model(r["models"][name], spec))
+            assert r["params"][name] == pytest.approx(section["params"], rel=0.01)
+        for setting in ("unseen", "pitch_shift", "cross_gender"):
+            assert sorted(r[setting]["accuracy"]) == sorted(names)
+            assert all(len(a) == 2 for a in r[setting]["accuracy"].values())  # two seeds
+            assert r[setting]["verdict"] in ("yes", "no", "not shown")
+    # every test clip gives a window or more; a window as long as the clip is the clip
+    assert saved["11"]["windows"]["test"] >= 30 and saved["64"]["windows"]["test"] == 30
+    assert result.metrics["windows"]["11"]["unseen"]["verdict"] == saved["11"]["unseen"]["verdict"]
+    claims = read_claims(tmp_path / "reports" / "context_windows" / "claims.json")
+    assert [c.experiment for c in claims] == [f"{names[0]} vs {names[1]}, k={k}" for k in (11, 64)]
+    for setting in ("unseen", "pitch_shift", "cross_gender"):
+        rows = (tmp_path / "plots" / "context_windows" / f"{setting}.csv").read_text().splitlines()
+        assert rows[0] == "k,experiment,accuracy" and len(rows) == 1 + 2 * len(names)
+    md = (tmp_path / "reports" / "context_windows" / "context_windows.md").read_text()
+    assert "Abdel-Hamid" in md and "context_windows.png" in md
+    assert (tmp_path / "reports" / "context_windows" / "context_windows.png").stat().st_size > 0
 
 
 def test_model_configs_have_the_promised_geometry():

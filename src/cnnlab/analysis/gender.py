@@ -39,6 +39,13 @@ class CrossGenderConfig:
     val_fraction: float  # of the training group's clips, for Lightning's validation
 
 
+def unseen_speakers(manifest: Mapping[str, Any]) -> bool:
+    """Whether the prepared test set holds only speakers never heard in training."""
+    speakers = manifest.get("split", {}).get("speakers", {})
+    return bool(speakers.get("test")) and not set(speakers["test"]) & set(
+        speakers.get("train", []))
+
+
 def clip_speakers(data_dir: Path) -> dict[str, list[str]]:
     """The speaker of every row of each split, from the prepared `clips.csv`."""
     path = data_dir / "clips.csv"
@@ -73,17 +80,22 @@ def groups(data: PreparedData, speakers: Mapping[str, list[str]], cfg: Mapping[s
     return out
 
 
-def write_direction(train: Split, test: Split, val_fraction: float, seed: int,
-                    manifest: Mapping[str, Any], out_dir: Path) -> None:
-    """A prepared dataset: train (less a seeded val part) from one group, test the other."""
+def direction_splits(train: Split, test: Split, val_fraction: float, seed: int
+                     ) -> dict[str, Split]:
+    """Train (less a seeded val part) from one group, test the other."""
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"analysis.cross_gender.val_fraction={val_fraction}: must be in (0, 1)")
     order = torch.from_numpy(np.random.default_rng([seed, 5]).permutation(len(train)))
     n_val = max(1, int(round(val_fraction * len(train))))
     val_rows, train_rows = order[:n_val], order[n_val:]
-    write_prepared(out_dir, {"train": Split(train.x[train_rows], train.y[train_rows]),
-                             "val": Split(train.x[val_rows], train.y[val_rows]),
-                             "test": test}, dict(manifest))
+    return {"train": Split(train.x[train_rows], train.y[train_rows]),
+            "val": Split(train.x[val_rows], train.y[val_rows]), "test": test}
+
+
+def write_direction(train: Split, test: Split, val_fraction: float, seed: int,
+                    manifest: Mapping[str, Any], out_dir: Path) -> None:
+    """`direction_splits` as a prepared dataset in `out_dir`."""
+    write_prepared(out_dir, direction_splits(train, test, val_fraction, seed), dict(manifest))
 
 
 def cross_gender(cfg: Mapping[str, Any], train: Mapping[str, Any], data_dir: Path

@@ -30,7 +30,7 @@ from cnnlab.analysis.comparison import (
     seed_summary,
     with_seeds,
 )
-from cnnlab.analysis.gender import DIRECTIONS
+from cnnlab.analysis.gender import DIRECTIONS, unseen_speakers
 from cnnlab.core.claims import Claim, markdown_table, read_metrics
 from cnnlab.core.io import write_json, write_text
 from cnnlab.data.audio.shift import load_shifted
@@ -199,10 +199,7 @@ def write_speech_results(cfg: Mapping[str, Any], train: Mapping[str, Mapping[str
     curves = pitch.pitch_curves(runs, paths.models, paths.models / cfg["seeds_stage"],
                                 shifted) if shifted is not None else {}
     cross = paths.metrics / "cross_gender.json"
-    speakers = manifest.get("split", {}).get("speakers", {})
-    unseen = bool(speakers.get("test")) and not set(speakers["test"]) & set(
-        speakers.get("train", []))
-    ev = SpeechEvidence(metrics, runs, test_size, unseen, curves,
+    ev = SpeechEvidence(metrics, runs, test_size, unseen_speakers(manifest), curves,
                         read_metrics(cross) if cross.is_file() else {})
     claims = speech_claims(ev, cfg)
     rows = with_seeds(results_rows(metrics), runs, test_size)
