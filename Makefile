@@ -4,11 +4,13 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
+# DVC's offline plots page template: plots.html_template in .dvc/config names the same file
+PLOTS_PAGE := .dvc/plots/offline.html
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
-.PHONY: install system-deps params repro test test-quick lint ui bench replay clean \
+.PHONY: install plots-page system-deps params repro test test-quick lint ui bench replay clean \
 	services services-stop services-status serve search search-best
 
 $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pyproject.toml
@@ -21,7 +23,15 @@ $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pypr
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
-install: $(BIN)/.installed
+install: $(BIN)/.installed $(PLOTS_PAGE)
+
+# DVC's plots page template (.dvc/config: plots.html_template) with vega, vega-lite and
+# vega-embed inline, from the hashed vl-convert-python: `dvc plots show` and `dvc plots diff`
+# draw offline. About 1 MB, so written here and git-ignored, not committed.
+$(PLOTS_PAGE): $(BIN)/.installed src/cnnlab/plots_page.py
+	$(BIN)/python -m cnnlab plots-page --out $@
+
+plots-page: $(PLOTS_PAGE)  ## write the offline plots page template (make install does)
 
 # Debian packages the tests need: chromium + chromedriver (tests/browser), the PostgreSQL server
 # (tests/services, `make services`). apt-get update first, as a fresh machine's lists are empty.
