@@ -1,4 +1,5 @@
-"""What a person sees in the MLflow dashboard after one tiny training run of the train stage."""
+"""What a person sees in the MLflow dashboard after one tiny training run of the train stage:
+its metrics, figures and dataset, the environment it ran in and its system metrics."""
 
 from __future__ import annotations
 
@@ -71,15 +72,20 @@ def smallest_text_holding(driver: WebDriver, *texts: str) -> str:
         "  if (!best || t.length < best.length) best = t; } return best;", xpath)
 
 
-def test_a_training_run_shows_its_metric_figures_and_dataset(
+def test_a_training_run_shows_its_metric_figures_dataset_environment_and_system_metrics(
         browser: WebDriver, tmp_path: Path, tiny_mnist: Path, isolated_mlflow: str) -> None:
     run_stage("train", "run=mnist_cnn", f"paths.prepared={tiny_mnist.parent}",
               *(f"paths.{k}={tmp_path / k}" for k in ("models", "metrics", "plots")),
-              *(f"train.mnist_cnn.trainer.{o}" for o in TINY))
+              *(f"train.mnist_cnn.trainer.{o}" for o in TINY),
+              "tracking.system_metrics_interval=0.1")  # a tiny training lasts a few seconds
     client = MlflowClient()
     eid = client.get_experiment_by_name("mnist_cnn").experiment_id
     (run,) = client.search_runs([eid])
     rid, test_acc = run.info.run_id, str(run.data.metrics["test_acc"])
+    threads = run.data.tags["cnnlab.env.torch_threads"]
+    capability = run.data.tags["cnnlab.env.cpu_capability"]
+    system = [k for k in run.data.metrics if k.startswith("system/")]
+    assert "system/cpu_utilization_percentage" in system
     datasets = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
     assert "mnist" in datasets, f"the run logged no dataset 'mnist' (mlflow.log_input): {datasets}"
     digest = datasets["mnist"]
@@ -100,6 +106,19 @@ def test_a_training_run_shows_its_metric_figures_and_dataset(
         assert len(smallest_text_holding(browser, "test_acc", test_acc)) < 60  # in one row
         label = "//*[not(ancestor::a)][normalize-space(text())='Datasets']"  # not the nav link
         visible(browser, f"{label}/following::*[normalize-space(.)='mnist ({digest})']")
+        for key, value in (("cnnlab.env.torch_threads", threads), ("cnnlab.env.cpu_capability",
+                                                                   capability)):
+            tag = smallest_text_holding(browser, key, f": {value}")  # the key and its value
+            assert " ".join(tag.split()) == f"{key}: {value}", tag
+
+        browser.get(f"{url}/#/experiments/{eid}/runs/{rid}/system-metrics")
+        visible(browser, f"{text_is('System metrics')}/following-sibling::*"  # one chart each
+                         f"[normalize-space(.)='({len(system)})']")
+        visible(browser, "//*[contains(text(), 'cpu_utilization')]")
+        WebDriverWait(browser, WAIT_S).until(lambda d: d.execute_script(  # a line, not a blank chart
+            "return [...document.querySelectorAll('.scatterlayer path.js-line')]"
+            ".some(p => (p.getAttribute('d') || '').includes('L'))"))
+        browser.save_screenshot(str(shots / "system-metrics.png"))
 
         browser.get(f"{url}/#/experiments/{eid}/runs/{rid}/artifacts")
         node = "//*[@data-testid='artifact-tree-node'][@artifact-name='{}']"

@@ -152,6 +152,6 @@ def test_sweeps_on_hydra_launchers_log_every_job_under_one_parent(tmp_path, tiny
     assert {r.info.status for r in jobs} == {"FINISHED"}
     if launcher == "parallel":  # two jobs side by side split the cores
         share = max(1, (os.cpu_count() or 1) // 2)
-        assert {r.data.tags["cnnlab.torch_threads"] for r in jobs} == {str(share)}
+        assert {r.data.tags["cnnlab.env.torch_threads"] for r in jobs} == {str(share)}
     for job in ("0", "1"):
         assert (tmp_path / "sweep" / job / "metrics" / "mnist" / "mnist_cnn.json").is_file()

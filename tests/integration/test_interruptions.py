@@ -138,12 +138,17 @@ def test_an_unreachable_server_fails_the_stage_in_one_line(tmp_path, tiny_mnist,
 def test_an_outage_mid_run_costs_nothing_once_replayed(tmp_path, tiny_mnist, server):
     state = Path(os.environ["CNNLAB_STATE_DIR"])
     env = {**os.environ, "MLFLOW_TRACKING_URI": server.uri}
-    proc = start_and_wait_for_epoch(command(tmp_path, "out", tiny_mnist), state, env=env)
+    proc = start_and_wait_for_epoch(command(tmp_path, "out", tiny_mnist,
+                                            "tracking.system_metrics_interval=0.2"), state, env=env)
     server.stop()  # the server goes down after the first epoch
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert "is not answering; keeping what cannot be sent" in err
+    assert "Traceback" not in err  # the system metrics sampler stopped quietly
     assert (tmp_path / "out/metrics/mnist/mnist_cnn.json").is_file()  # the DVC outputs
+    kept = [json.loads(line) for f in (state / "outbox").glob("*/entries.jsonl")
+            for line in f.read_text().splitlines()]
+    assert kept and not [k for e in kept for k in e.get("metrics", {}) if k.startswith("system/")]
     server.start()
     replayed = run([sys.executable, "-m", "cnnlab.core.tracking", "replay"], env=env)
     assert replayed.returncode == 0, replayed.stderr
@@ -154,6 +159,7 @@ def test_an_outage_mid_run_costs_nothing_once_replayed(tmp_path, tiny_mnist, ser
         assert [m.step for m in client.get_metric_history(finished.info.run_id, metric)] == [
             1, 2, 3]
     assert "test_acc" in finished.data.metrics
+    assert "system/cpu_utilization_percentage" in finished.data.metrics  # sent before the outage
     assert {a.path for a in client.list_artifacts(finished.info.run_id, "mnist")} == {
         "mnist/mnist_cnn.csv", "mnist/mnist_cnn.json"}
     assert not list((state / "outbox").glob("*"))

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from cnnlab.analysis.report import Training, build_report, read_checked_claims
+from cnnlab.analysis.report import Environments, Training, build_report, read_checked_claims
+from cnnlab.core import environment
 from cnnlab.core.errors import DataError
 from tests.stages import run_script, run_stage
 
@@ -79,6 +81,8 @@ def test_report_lists_every_claim_marks_missing_topics_and_embeds_figures(projec
     assert "Not run (no `audio/claims.json`)" in md
     assert "![transfer](style/transfer.png)" in md
     assert "![validation accuracy per epoch](training_curves.png)" in md
+    assert "- env 1: this report\n- not in this MLflow store: mnist_cnn" in md  # no runs given
+    assert f"| torch_threads | {torch.get_num_threads()} |" in md
     assert (project["reports"] / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
     page = (project["reports"] / "report.html").read_text()
@@ -121,6 +125,18 @@ def test_corrupt_metrics_file_is_named(project):
         report(project)
 
 
+def test_environments_are_grouped_and_their_differences_marked():
+    here = {"cpu": "AMD EPYC", "torch": "2.9.1", "git_commit": "abc"}
+    envs = Environments.of({"this report": here, "mnist_cnn": here, "audio_dense": None,
+                            "text_bag": {**here, "cpu": "Intel Xeon"}})
+    assert envs.legend() == ["env 1: this report, mnist_cnn", "env 2: text_bag",
+                             "not in this MLflow store: audio_dense"]
+    assert envs.columns() == ["key", "env 1", "env 2"]
+    assert envs.rows() == [{"key": "cpu (differs)", "env 1": "AMD EPYC", "env 2": "Intel Xeon"},
+                           {"key": "torch", "env 1": "2.9.1", "env 2": "2.9.1"},
+                           {"key": "git_commit", "env 1": "abc", "env 2": "abc"}]
+
+
 def test_read_checked_claims_round_trips_valid_rows(tmp_path):
     path = tmp_path / "claims.json"
     rows = [_claim("a", True, 2), _claim("b", None, None)]
@@ -135,12 +151,24 @@ def stage_paths(project: dict[str, Path]) -> list[str]:
 
 @pytest.mark.integration  # the stage itself, through MLflow and Hydra: seconds
 def test_report_stage_writes_its_counts_and_logs_the_report(project, isolated_mlflow):
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     (project["reports"] / "params_report").mkdir()
     (project["reports"] / "params_report" / "claims.json").write_text(
         json.dumps([_claim("A CNN needs fewer parameters", True, 4.7)]))
+    (project["metrics"] / "mnist" / "mnist_cnn.json").write_text(json.dumps(
+        {"test_acc": 0.987, "epochs": 2, "fit_seconds": 12.345678901234567}))
+    experiment = mlflow.create_experiment("mnist_cnn")
+    for fit_seconds, cpu in ((12.345678901234567, "Test CPU 9000"), (12.3, "Other CPU")):
+        with mlflow.start_run(experiment_id=experiment, tags=environment.as_tags(
+                {**environment.gather(), "cpu": cpu})):  # trainings on other machines
+            mlflow.log_metric("fit_seconds", fit_seconds)
     result = run_stage("report", *stage_paths(project))
+    md = (project["reports"] / "report.md").read_text()
+    assert "- env 1: this report\n- env 2: mnist_cnn\n" in md
+    assert "| cpu (differs) | " in md
+    assert "Test CPU 9000" in md and "Other CPU" not in md  # the run that wrote those numbers
     counts = json.loads((project["metrics"] / "report.json").read_text())
     assert counts["hold"] == result.metrics["hold"] == 3  # params_report, params, extra
     assert counts["topics"]["audio_results"] == "not run"
@@ -151,6 +179,7 @@ def test_report_stage_writes_its_counts_and_logs_the_report(project, isolated_ml
               for a in client.list_artifacts(run.info.run_id, folder)}
     assert {"reports/report.md", "reports/report.html", "reports/training_curves.png",
             "metrics/report.json"} <= logged
+    assert environment.from_tags(run.data.tags) == environment.gather()
 
 
 @pytest.mark.integration  # the stage itself, through MLflow and Hydra: seconds

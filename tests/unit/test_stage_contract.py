@@ -3,6 +3,8 @@ and claims written once, one MLflow run per stage."""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from cnnlab.core import environment
 from cnnlab.core.claims import Claim, read_claims
 from cnnlab.core.errors import ConfigError, DataError
 from cnnlab.core.stage import StageContext, StageResult, stage, validate
@@ -62,9 +65,10 @@ def make_toy_stage(fail_after_writing: bool):
     return toy
 
 
-def toy_config(root: Path, **changes):
+def toy_config(root: Path, interval: float = 0, **changes):
     paths = {k: str(root / k) for k in ("prepared", "models", "metrics", "plots", "reports")}
-    return OmegaConf.create({"paths": paths, "analysis": {"toy": {**GOOD, **changes}}})
+    return OmegaConf.create({"paths": paths, "analysis": {"toy": {**GOOD, **changes}},
+                             "tracking": {"system_metrics_interval": interval}})
 
 
 def test_success_publishes_outputs_metrics_claims_and_one_run(tmp_path, capsys):
@@ -112,3 +116,34 @@ def test_a_failure_in_a_fresh_project_leaves_no_empty_folders(tmp_path):
     with pytest.raises(DataError):
         make_toy_stage(True).run(toy_config(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+
+
+def test_a_run_carries_its_environment_and_system_metrics(tmp_path):
+    """Through the contract, as every stage: `cnnlab.env.*` tags from the start, and MLflow's
+    system metrics every `tracking.system_metrics_interval` seconds while the stage works."""
+    client = MlflowClient()
+
+    @stage("busy", section="analysis.toy", schema=ToyConfig)
+    def busy(cfg: dict, ctx: StageContext) -> StageResult:
+        from cnnlab.core.tracking.runs import active_run_id
+
+        run_id, deadline = active_run_id(), time.monotonic() + 20
+        while "system/cpu_utilization_percentage" not in client.get_run(run_id).data.metrics:
+            assert time.monotonic() < deadline, "no system metrics within 20 s"
+            time.sleep(0.05)
+        return StageResult({"area": 1.0})
+
+    busy.run(toy_config(tmp_path, interval=0.05))
+    (run,) = client.search_runs([client.get_experiment_by_name("analysis").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert environment.from_tags(run.data.tags).keys() == set(environment.KEYS)
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
+        run.data.metrics)
+    assert not [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor"]
+
+
+@pytest.mark.parametrize("interval", [-1, "often"])
+def test_a_bad_system_metrics_interval_is_named_before_any_run(tmp_path, interval):
+    with pytest.raises(ConfigError, match=r"^tracking\.system_metrics_interval"):
+        make_toy_stage(False).run(toy_config(tmp_path, interval=interval))
+    assert MlflowClient().search_experiments(filter_string="name='analysis'") == []

@@ -68,3 +68,35 @@ def test_saved_tensors_are_byte_identical_across_writes(tmp_path):
     save_torch(tmp_path / "a.pt", {"x": torch.arange(5)})
     save_torch(tmp_path / "b.pt", {"x": torch.arange(5)})
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+def test_system_metrics_are_dropped_not_queued_when_the_store_goes_down(monkeypatch):
+    """A stage that ends with the store down stops the sampler at once (its finish() would
+    wait on the dead store) and sends nothing; the outbox ends the run once replayed."""
+    import json
+    import threading
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab.core.tracking import outbox
+
+    monkeypatch.setattr(outbox, "_down_until", 0.0)  # restored after the test
+    client = MlflowClient()
+    with runs.stage_run("exp_a", "r", system_metrics_interval=0.05) as run:
+        deadline = time.monotonic() + 20
+        while "system/cpu_utilization_percentage" not in client.get_run(
+                run.info.run_id).data.metrics:
+            assert time.monotonic() < deadline, "no system metrics within 20 s"
+            time.sleep(0.05)
+        outbox.mark_down()
+    for sampler in [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor"]:
+        sampler.join(timeout=10)  # it wakes at once, sees the stop, and ends without sending
+        assert not sampler.is_alive()
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"  # its end is in the outbox
+    kept = [json.loads(line) for line in
+            (paths.outbox_dir() / run.info.run_id / "entries.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in kept] == ["end"]  # no system metrics queued
+    monkeypatch.setattr(outbox, "_down_until", 0.0)
+    assert outbox.replay() == (1, 1)
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"

@@ -5,6 +5,15 @@ claim, experiment, evidence, value, holds, verdict), the figures `reports/<topic
 metrics `metrics/*.json` and training histories `plots/*.csv`. A topic whose folder or claims
 file is missing is reported as "not run"; a claims file that cannot be read stops the report
 with an error naming it (a silently dropped claim would be worse than no report).
+
+Environments: results differ in their last digits between machines, so the report lists the
+environments its numbers came from: the training runs', the numbers every claim rests on, and
+its own process's. A training's run is found in the MLflow store by its metrics file's
+`fit_seconds`, a wall time that no other run shares (`run_environment`, given by the stage),
+so a run is named only if it wrote those very numbers; one not in the store (models trained
+elsewhere and fetched with `dvc pull`) shows as unknown, never guessed. This section is the one
+part of the report that is not a function of its DVC deps: it is provenance, not a result,
+and stage outputs gain nothing for it.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.analysis.comparison import RULE
+from cnnlab.core import environment
 from cnnlab.core.claims import VERDICTS, Claim, markdown_table, read_metrics
 from cnnlab.core.errors import DataError
 from cnnlab.core.io import write_text
@@ -27,6 +37,7 @@ from cnnlab.core.io import write_text
 METRIC_COLUMNS = ["experiment", "test_acc", "final_val_acc", "params", "epochs", "seconds_per_epoch"]
 CLAIM_COLUMNS = ["topic", "claim", "experiment", "measured", "value", "holds"]
 CURVES_NAME = "training_curves.png"
+THIS_REPORT = "this report"
 CLAIM_FIELDS = tuple(f.name for f in fields(Claim))
 OPTIONAL_FIELDS = ("verdict",)  # claims files written before verdicts existed lack it
 
@@ -145,6 +156,47 @@ def curves_png(histories: Mapping[str, list[dict[str, float]]]) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass
+class Environments:
+    """The distinct environments behind the report, and what was made in each."""
+
+    made_in: list[tuple[dict[str, str], list[str]]]  # environment, names (trainings, report)
+    unknown: list[str]  # trainings whose run is not in the store
+
+    @classmethod
+    def of(cls, envs: Mapping[str, Mapping[str, str] | None]) -> Environments:
+        made_in: list[tuple[dict[str, str], list[str]]] = []
+        for name, env in envs.items():
+            if not env:
+                continue
+            names = next((names for known, names in made_in if known == env), None)
+            if names is None:
+                made_in.append((dict(env), names := []))
+            names.append(name)
+        return cls(made_in, [name for name, env in envs.items() if not env])
+
+    def legend(self) -> list[str]:
+        return ([f"env {i}: {', '.join(names)}" for i, (_, names) in enumerate(self.made_in, 1)]
+                + ([f"not in this MLflow store: {', '.join(self.unknown)}"] if self.unknown
+                   else []))
+
+    def columns(self) -> list[str]:
+        return ["key", *(f"env {i}" for i in range(1, len(self.made_in) + 1))]
+
+    def rows(self) -> list[dict[str, str]]:
+        """One row per key; a key whose value differs between environments says so."""
+        envs = [env for env, _ in self.made_in]
+        differ = {k for env in envs[1:] for k in environment.differences(envs[0], env, ())}
+        keys = dict.fromkeys(k for env in envs for k in env)
+        return [{"key": f"{k} (differs)" if k in differ else k,
+                 **{f"env {i}": env.get(k, "-") for i, env in enumerate(envs, 1)}} for k in keys]
+
+
+ENVIRONMENTS_NOTE = ("The machines and software the numbers came from: each training's MLflow "
+                     "run (`cnnlab.env.*` tags), and this report's own process. Results differ "
+                     "in their last digits across machines.")
+
+
 def claim_rows(topics: Sequence[Topic]) -> list[dict[str, Any]]:
     rows = []
     for t in topics:
@@ -180,7 +232,8 @@ def headline(summary: Mapping[str, int]) -> str:
 
 
 def render_markdown(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]],
-                    summary: Mapping[str, int], curves: str | None) -> str:
+                    summary: Mapping[str, int], curves: str | None,
+                    envs: Environments) -> str:
     """Markdown beside the topic folders: figures are referenced by relative path."""
     rows = [{k: _md_cell(v) if isinstance(v, str) else v for k, v in r.items()}
             for r in claim_rows(topics)]
@@ -191,6 +244,9 @@ def render_markdown(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]
               else "No training metrics."]
     if curves:
         blocks.append(f"![validation accuracy per epoch]({curves})")
+    blocks += ["## Environments", ENVIRONMENTS_NOTE,
+               "\n".join(f"- {_md_cell(line)}" for line in envs.legend()),
+               markdown_table(envs.rows(), envs.columns()).rstrip()]
     for t in topics:
         blocks.append(f"## {t.title}")
         if t.claims is None:
@@ -240,7 +296,8 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> st
 
 
 def render_html(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]],
-                summary: Mapping[str, int], reports_dir: Path, curves: bytes | None) -> str:
+                summary: Mapping[str, int], reports_dir: Path, curves: bytes | None,
+                envs: Environments) -> str:
     """One self-contained page: every figure is embedded as base64 PNG."""
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
              "<title>cnnlab report</title>", f"<style>{STYLE}</style></head><body>",
@@ -252,6 +309,9 @@ def render_html(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]],
              _html_table(metrics, METRIC_COLUMNS) if metrics else "<p>No training metrics.</p>"]
     if curves:
         parts.append(_img(curves, "validation accuracy per epoch"))
+    parts += ["<h2 id='environments'>Environments</h2>", f"<p>{html.escape(ENVIRONMENTS_NOTE)}</p>",
+              "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in envs.legend())
+              + "</ul>", _html_table(envs.rows(), envs.columns())]
     for t in topics:
         parts.append(f"<h2 id='{html.escape(t.name)}'>{html.escape(t.title)}</h2>")
         if t.claims is None:
@@ -276,21 +336,33 @@ class ReportConfig:
     topics: dict[str, str]  # folder under reports/ -> section title, in report order
 
 
+def no_runs(name: str, metrics: Mapping[str, Any]) -> None:
+    """No MLflow store asked: every training's environment is unknown."""
+    return None
+
+
 def build_report(cfg: Mapping[str, Any], reports_dir: Path, trainings: Mapping[str, Training],
-                 out: Callable[[str], Path]) -> dict[str, Any]:
+                 out: Callable[[str], Path],
+                 run_environment: Callable[[str, Mapping[str, Any]], Mapping[str, str] | None]
+                 = no_runs) -> dict[str, Any]:
     """Write report.md, report.html and training_curves.png (when there are training
     histories) to the paths `out(name)` gives; returns the counts of claims that hold, fail
-    and were not run."""
+    and were not run. `run_environment(experiment, metrics)`: the environment of the run that
+    wrote a training's metrics, or None when it is not known."""
     topics = collect_topics(reports_dir, cfg["topics"])
     metrics = collect_metrics(trainings)
+    envs = Environments.of({THIS_REPORT: environment.gather(),
+                            **{row["experiment"]: run_environment(row["experiment"], row)
+                               for row in metrics}})
     histories = read_histories(trainings)
     curves = curves_png(histories) if histories else None
     summary = summarise(topics)
     if curves:
         out(CURVES_NAME).write_bytes(curves)
     write_text(out("report.md"),
-               render_markdown(topics, metrics, summary, CURVES_NAME if curves else None))
-    write_text(out("report.html"), render_html(topics, metrics, summary, reports_dir, curves))
+               render_markdown(topics, metrics, summary, CURVES_NAME if curves else None, envs))
+    write_text(out("report.html"),
+               render_html(topics, metrics, summary, reports_dir, curves, envs))
     status = {t.name: ("not run" if t.claims is None else f"{len(t.claims)} claims")
               for t in topics}
     return {**summary, "topics": status}

@@ -6,7 +6,8 @@ does everything else, once, for every stage:
   a missing key is a ConfigError naming the key);
 - stages every output in a temporary sibling and publishes it only when the stage succeeds;
 - writes the stage's metrics (`metrics/<name>.json`) and claims (`reports/<name>/claims.json`);
-- holds one MLflow run around the stage and logs its config, metrics and outputs to it;
+- holds one MLflow run around the stage and logs its config, metrics and outputs to it, with
+  the run's environment and system metrics every `tracking.system_metrics_interval` seconds;
 - prints a CnnlabError, or an override Hydra cannot compose, as one line and exits with code 2.
 
 A stage script is then:
@@ -52,6 +53,14 @@ from cnnlab.core.io import replace_dir, temp_dir_beside, temp_file_beside, write
 from cnnlab.core.paths import Paths
 
 OUTPUT_PATHS = ("models", "metrics", "plots", "reports")  # moved under a multirun job's folder
+
+
+@dataclass
+class TrackingConfig:
+    """`tracking` (values in conf/config.yaml): how the contract fills a stage's MLflow run.
+    No stage's params: no output depends on it, so a change reruns nothing."""
+
+    system_metrics_interval: float  # seconds between system metrics samples; 0: none
 
 
 @dataclass
@@ -257,6 +266,11 @@ class Stage:
         config = OmegaConf.to_container(cfg, resolve=True)
         own, keys = self.params(cfg, config)
         progress.set_mode(cfg.get("progress", "auto"))
+        interval = validate(select(cfg, "tracking"), TrackingConfig, "tracking")[
+            "system_metrics_interval"]
+        if interval < 0:
+            raise ConfigError(f"tracking.system_metrics_interval={interval}: seconds between "
+                              "samples, or 0 for none")
         job = _sweep_job()
         ctx = StageContext(name, _paths(cfg, job and job.output_dir), only(config, keys[2:]),
                            in_sweep=job is not None)
@@ -275,8 +289,7 @@ class Stage:
             tags = {"cnnlab.stage": name, **({"cnnlab.job": str(job.num)} if job else {})}
             with (stop_on_signals() as caught,
                   tracking.stage_run(fill(self.experiment), run_name, tags, job and job.sweep_id,
-                                     continue_run=previous)):
-                tracking.set_tags({"cnnlab.torch_threads": torch.get_num_threads()})
+                                     continue_run=previous, system_metrics_interval=interval)):
                 tracking.log_params(own)
                 result = self.body(own, ctx)
                 if caught:  # a signal whose exception a GC callback swallowed ("Exception ignored")

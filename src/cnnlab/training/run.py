@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch import nn
 
 from cnnlab.core import progress
 from cnnlab.core.devices import check_trainer, deterministic_mode, device_count
+from cnnlab.core.environment import TAG_PREFIX
 from cnnlab.core.errors import ConfigError
 from cnnlab.core.io import sha256_file, write_text
 from cnnlab.core.threads import torch_threads
@@ -211,6 +213,8 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
                            "mlflow.note.content": cfg["description"]})
         tracking.log_params({"data_manifest_sha256": data.manifest.get("files", {})})
     with torch_threads(trainer_cfg["threads"], "trainer.threads"):
+        if evidence:  # the count the stage's run recorded at its start may not be the training's
+            tracking.set_tags({f"{TAG_PREFIX}torch_threads": torch.get_num_threads()})
         fit_start = time.perf_counter()
         checkpoint = resume.checkpoint if resume and resume.exists() else None
         if checkpoint:

@@ -34,3 +34,6 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
 for _chatty in ("mlflow", "alembic"):  # schema creation and registry notes: not for the console
     logging.getLogger(_chatty).setLevel(logging.WARNING)
+# a system metrics sampler that meets a store down stops, as meant (runs.py); the outbox
+# already says in one line that the store is down
+logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)

@@ -5,7 +5,16 @@
 - orphans: a run carries its host and process id; a stage that starts marks the RUNNING runs
   of its own stage whose process has died as KILLED;
 - every `log_*` call goes through the outbox (`outbox.send`), so an outage never costs the
-  stage.
+  stage;
+- a run carries the environment it was made in (`cnnlab.env.*` tags, cnnlab.core.environment)
+  and, every `system_metrics_interval` seconds, MLflow's system metrics (`system/*`: CPU,
+  memory, disk, network; GPU when nvidia-ml-py finds one).
+
+System metrics: cnnlab starts MLflow's sampler itself, not through `start_run`'s
+`log_system_metrics`, so that the interval is the run's (no process-wide environment variable)
+and so that it is stopped here. Its samples never go through the outbox: with the store down
+they are dropped. The sampler stops by itself when the store does not answer; a stage that
+ends with the store down stops it without sending (it would wait on the dead store).
 """
 
 from __future__ import annotations
@@ -18,15 +27,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from cnnlab.core import environment
 from cnnlab.core.devices import is_rank_zero
 from cnnlab.core.errors import StageInterrupted
 from cnnlab.core.tracking import outbox
 from cnnlab.core.tracking.store import artifact_location, configure, retrying, store_lock
+
+if TYPE_CHECKING:
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 SWEEP_TAG = "cnnlab.sweep"
 PARENT_TAG = "mlflow.parentRunId"
@@ -112,11 +125,12 @@ def log_sweep_outcome(sweep_id: str, metrics: Mapping[str, float], params: Mappi
 
 @contextlib.contextmanager
 def stage_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = None,
-              sweep_id: str | None = None, continue_run: str | None = None
-              ) -> Iterator[mlflow.ActiveRun | None]:
+              sweep_id: str | None = None, continue_run: str | None = None,
+              system_metrics_interval: float = 0) -> Iterator[mlflow.ActiveRun | None]:
     """One run in MLflow experiment `experiment` around a stage; a sweep's runs share a parent.
 
     `continue_run`: the id of an interrupted run of the same stage to carry on (resume).
+    `system_metrics_interval`: seconds between system metrics samples (0: none).
     The run ends FINISHED, FAILED, or KILLED when a signal stopped the stage. Yields None,
     and logs nothing, on a non-zero rank of a multi-process run.
     """
@@ -124,7 +138,8 @@ def stage_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
         yield None
         return
     uri = configure()
-    tags = {**(tags or {}), "cnnlab.host": socket.gethostname(), "cnnlab.pid": str(os.getpid())}
+    tags = {**(tags or {}), "cnnlab.host": socket.gethostname(), "cnnlab.pid": str(os.getpid()),
+            **environment.as_tags(environment.gather())}
     if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run` in the stage's environment
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
         tags["dvc.exp_baseline_rev"] = os.environ.get("DVC_EXP_BASELINE_REV", "")
@@ -139,6 +154,8 @@ def stage_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
     else:
         run = retrying(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=tags)
     _reap_orphans(experiment_id, tags.get("cnnlab.stage"), run.info.run_id)
+    sampler = _start_system_metrics(run.info.run_id, system_metrics_interval,
+                                    resumed=run.info.run_id == continue_run)
     status = "FAILED"
     try:
         yield run
@@ -147,7 +164,7 @@ def stage_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
         status = "KILLED"
         raise
     finally:
-        _end_run(run.info.run_id, status)
+        _end_run(run.info.run_id, status, sampler)
 
 
 def _resumable(run_id: str) -> bool:
@@ -183,16 +200,64 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _end_run(run_id: str, status: str) -> None:
+def _start_system_metrics(run_id: str, interval: float, resumed: bool
+                          ) -> SystemMetricsMonitor | None:
+    """MLflow's system metrics sampler on `run_id`, started; None when off or when it cannot
+    start (a stage never fails for want of resource figures)."""
+    if interval <= 0:
+        return None
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        sampler = SystemMetricsMonitor(run_id, sampling_interval=interval, resume_logging=resumed)
+        sampler.start()
+        return sampler
+    except Exception as exc:  # noqa: BLE001 - psutil missing, a store that stopped answering
+        print(f"tracking: no system metrics for this run ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return None
+
+
+def _stop_system_metrics(sampler: SystemMetricsMonitor, send: bool) -> None:
+    """Stop the sampler; `send`: with its last samples (the store answers), else at once."""
+    if send:
+        sampler.finish()  # joins the sampler thread; bounded by the HTTP timeouts of __init__
+    else:
+        sampler._shutdown_event.set()  # MLflow's finish() would wait on the dead store
+
+
+def _end_run(run_id: str, status: str, sampler: SystemMetricsMonitor | None = None) -> None:
     """End the active run; if the store is down, the outbox ends it later."""
     try:
         if outbox.is_down():
             raise ConnectionError("the tracking store is down")
+        if sampler:
+            _stop_system_metrics(sampler, send=True)  # while the run is RUNNING: it logs to it
         mlflow.end_run(status)
     except Exception:  # noqa: BLE001 - any failure to reach the store
+        if sampler:
+            _stop_system_metrics(sampler, send=False)
         outbox.keep({"kind": "end", "run_id": run_id, "status": status}, [])
         with contextlib.suppress(Exception):
             mlflow.tracking.fluent._active_run_stack.get().clear()
+
+
+def run_environment(experiment: str, metric: str, value: Any, latest: int = 100
+                    ) -> dict[str, str] | None:
+    """The environment (cnnlab.core.environment) of the FINISHED run, among the `latest` of
+    MLflow experiment `experiment`, that logged `metric` = `value`; None when there is no such
+    run, or when the store does not answer (provenance must not cost a stage)."""
+    if value is None:
+        return None
+    try:
+        found = mlflow.get_experiment_by_name(experiment)
+        runs = MlflowClient().search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
+                                          max_results=latest,
+                                          order_by=["attributes.start_time DESC"]) if found else []
+    except Exception:  # noqa: BLE001 - any failure to reach the store
+        return None
+    return next((environment.from_tags(run.data.tags) or None for run in runs
+                 if run.data.metrics.get(metric) == value), None)
 
 
 def active_run_id() -> str | None:
