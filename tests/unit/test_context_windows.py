@@ -15,7 +15,7 @@ from cnnlab.analysis.context import (
     windowed,
 )
 from cnnlab.core.errors import ConfigError
-from cnnlab.data.prepared import PreparedData, Split
+from cnnlab.data.prepared import SPLITS, PreparedData, Split
 from cnnlab.models import InputSpec, build_model, count_parameters
 from tests.conftest import compose_config
 
@@ -67,7 +67,7 @@ def test_no_window_crosses_from_one_split_into_another():
                      torch.arange(n))
 
     data = PreparedData(split(1, 4), split(2, 2), split(-1, 3), {"classes": list("0123")})
-    cut = windowed(data, 5, max_windows=3)
+    cut = windowed({name: getattr(data, name) for name in SPLITS}, 5, max_windows=3)
     for name, windows in cut.items():
         clips = getattr(data, name).x
         slices = {tuple(clips[i, ..., s:s + 5].flatten().tolist())

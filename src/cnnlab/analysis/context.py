@@ -91,10 +91,11 @@ def cut_windows(x: torch.Tensor, y: torch.Tensor, k: int, max_windows: int
     return Split(windows.contiguous(), y[index].clone()), index
 
 
-def windowed(data: PreparedData, k: int, max_windows: int) -> dict[str, Split]:
-    """The train, val and test splits as windows: a window never leaves its clip's split."""
-    return {name: cut_windows(getattr(data, name).x, getattr(data, name).y, k, max_windows)[0]
-            for name in SPLITS}
+def windowed(splits: Mapping[str, Split], k: int, max_windows: int) -> dict[str, Split]:
+    """Every split as windows, each cut from its own split's clips: a window never leaves its
+    clip's split."""
+    return {name: cut_windows(split.x, split.y, k, max_windows)[0]
+            for name, split in splits.items()}
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -207,18 +208,18 @@ def judged(accuracies: Mapping[str, list[float]], a: str, b: str, variance: floa
 
 
 def both_ways(train: Mapping[str, Mapping[str, Any]], models: Mapping[str, Mapping[str, Any]],
-              genders: Mapping[str, Split], cut: Any, classes: Sequence[str],
+              genders: Mapping[str, Split], k: int, classes: Sequence[str],
               cfg: Mapping[str, Any], val_fraction: float, work: Path, pair: Sequence[str]
               ) -> dict[str, Any]:
-    """Cross-gender at one window length: trained on each gender's windows (`cut`), tested on
-    the other's; judged on the mean of both directions, as the cross_gender stage does."""
+    """Cross-gender on windows of `k` frames: trained on each gender's windows, tested on the
+    other's; judged on the mean of both directions, as the cross_gender stage does."""
     from cnnlab.analysis.gender import DIRECTIONS, direction_splits
 
     ways = {}
     for way, (source, target) in DIRECTIONS.items():
         splits = direction_splits(genders[source], genders[target], val_fraction,
                                   int(cfg["seeds"][0]))
-        runs = train_windows(train, models, {s: cut(split) for s, split in splits.items()},
+        runs = train_windows(train, models, windowed(splits, k, int(cfg["max_windows"])),
                              classes, cfg, work / way, f"{work.name} {way}")
         ways[way] = {name: r["test_acc"] for name, r in runs.items()}
     both = {name: [(a + b) / 2 for a, b in zip(*(ways[w][name] for w in DIRECTIONS), strict=True)]
@@ -251,14 +252,11 @@ def context_windows(cfg: Mapping[str, Any], train: Mapping[str, Mapping[str, Any
             def count(model: Mapping[str, Any], shape: tuple[int, ...] = shape) -> int:
                 return count_parameters(build_model(model, InputSpec(shape, len(data.classes))))
 
-            def cut(split: Split, k: int = k) -> Split:
-                return cut_windows(split.x, split.y, k, most)[0]
-
             models = window_models(train, names, frames, k, int(cfg["params"]), count)
-            splits = {s: cut(getattr(data, s)) for s in SPLITS}
-            shifts = [cut(Split(x, shifted["y"])) for s, x in zip(shifted["semitones"].tolist(),
-                                                                   shifted["x"], strict=True)
-                      if s] if shifted is not None else []
+            splits = windowed({s: getattr(data, s) for s in SPLITS}, k, most)
+            shifts = list(windowed({str(s): Split(x, shifted["y"]) for s, x in zip(
+                shifted["semitones"].tolist(), shifted["x"], strict=True) if s}, k, most
+            ).values()) if shifted is not None else []
             runs = train_windows(train, models, splits, data.classes, cfg,
                                  Path(tmp) / f"k={k}", f"k={k}", shifts)
             unseen = {n: runs[n]["test_acc"] for n in names}
@@ -271,7 +269,7 @@ def context_windows(cfg: Mapping[str, Any], train: Mapping[str, Mapping[str, Any
                 result["pitch_shift"] = judged(moved, *pair,
                                                sample_var(moved, *pair, len(data.test)))
             if genders:
-                result["cross_gender"] = both_ways(train, models, genders, cut, data.classes,
+                result["cross_gender"] = both_ways(train, models, genders, k, data.classes,
                                                    cfg, val_fraction, Path(tmp) / f"k={k}", pair)
             out[str(k)] = result
     return out
