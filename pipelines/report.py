@@ -10,7 +10,7 @@ from cnnlab.core.stage import StageContext, StageResult, stage
 @stage("report", section="analysis.report", schema=ReportConfig, experiment="report",
        reads=lambda cfg, config: [f"train.{name}.dataset" for name in config["train"]])
 def main(cfg: dict, ctx: StageContext) -> StageResult:
-    from cnnlab.core.tracking.runs import run_environment  # MLflow: only when the stage runs
+    from cnnlab.core.tracking.provenance import run_environment  # MLflow: only here
 
     paths = ctx.paths
     trainings = {name: Training(paths.metrics / exp["dataset"] / f"{name}.json",

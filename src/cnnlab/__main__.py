@@ -12,6 +12,7 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
+    "compare": ("cnnlab.compare.cli", "what changed between two revisions, experiments or runs"),
     "plots-page": ("cnnlab.plots_page", "write DVC's plots page template, vega inline (make install)"),
     "predict": ("cnnlab.predict.cli", "top-3 classes for your own images, recordings or review lines"),
     "search-best": ("cnnlab.search.cli", "write a search's best trial as a new experiment file"),

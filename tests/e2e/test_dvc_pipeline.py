@@ -2,64 +2,28 @@
 on a shrunk copy of this repository."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT, copy_store
+from tests.e2e.conftest import copy_repo
 
 pytestmark = pytest.mark.e2e
 MNIST_STAGES = ["prepare_mnist", "train@mnist_dnn", "train@mnist_cnn", "train@mnist_separable",
                 "params_report"]
 
 
-def shrink(conf: Path) -> None:
-    """Tiny data and trainer in the copy's conf/, so `dvc exp run` composes them too."""
-    edits = {
-        "data/mnist.yaml": {"max_train": 600, "max_test": 300, "val_size": 300},
-        "trainer/mnist.yaml": {"max_epochs": 1, "limit_train_batches": 3,
-                                 "limit_val_batches": 1, "limit_test_batches": 1},
-    }
-    for rel, values in edits.items():
-        data = yaml.safe_load((conf / rel).read_text())
-        data.update(values)
-        (conf / rel).write_text(yaml.safe_dump(data, sort_keys=False))
+MNIST_TINY = {  # tiny data and trainer in the copy's conf/, so `dvc exp run` composes them too
+    "data/mnist.yaml": {"max_train": 600, "max_test": 300, "val_size": 300},
+    "trainer/mnist.yaml": {"max_epochs": 1, "limit_train_batches": 3, "limit_val_batches": 1,
+                           "limit_test_batches": 1},
+}
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, mlflow_template):
-    dest = tmp_path_factory.mktemp("e2e") / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-    shrink(dest / "conf")
-    copy_store(mlflow_template, dest / "mlflow.db")  # migrated once per session (conftest)
-    env = {**os.environ, "PYTHONPATH": str(dest / "src"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "DVC_SITE_CACHE_DIR": str(dest / ".dvc" / "tmp" / "site")}
-
-    def run(*cmd, check=True):
-        result = subprocess.run(cmd, cwd=dest, env=env, capture_output=True, text=True, timeout=900)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n"
-                                 f"{result.stderr[-3000:]}")
-        return result
-
-    run(sys.executable, "pipelines/compose_params.py")
-    run("git", "init", "-q", "-b", "main")
-    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
-    return dest, run
+    return copy_repo(tmp_path_factory.mktemp("e2e") / "repo", mlflow_template, MNIST_TINY)
 
 
 def exp_show_test_acc(table: list, metrics_file: str) -> dict[str, float]:

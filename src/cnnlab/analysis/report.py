@@ -135,8 +135,10 @@ def read_histories(trainings: Mapping[str, Training]) -> dict[str, list[dict[str
     return histories
 
 
-def curves_png(histories: Mapping[str, list[dict[str, float]]]) -> bytes:
-    """Validation accuracy per epoch of every experiment, as PNG bytes."""
+def curves_png(histories: Mapping[str, list[dict[str, float]]],
+               styles: Mapping[str, Mapping[str, Any]] | None = None) -> bytes:
+    """Validation accuracy per epoch of every experiment, as PNG bytes; `styles`: matplotlib
+    line settings per name (compare draws one side dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,7 +146,8 @@ def curves_png(histories: Mapping[str, list[dict[str, float]]]) -> bytes:
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for name, rows in histories.items():
-        ax.plot([r["epoch"] for r in rows], [r["val_acc"] for r in rows], marker="o", label=name)
+        ax.plot([r["epoch"] for r in rows], [r["val_acc"] for r in rows], marker="o", label=name,
+                **(styles or {}).get(name, {}))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
@@ -261,7 +264,7 @@ def render_markdown(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]
     return "\n\n".join(blocks) + "\n"
 
 
-def _img(data: bytes, alt: str) -> str:
+def img_tag(data: bytes, alt: str) -> str:
     encoded = base64.b64encode(data).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 
@@ -282,7 +285,7 @@ def _text(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
     for row in rows:
@@ -304,14 +307,14 @@ def render_html(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]],
              "<h1>cnnlab: the lecture's claims, measured</h1>",
              f"<p>{html.escape(headline(summary))}</p>",
              "<h2>Claims</h2>", f"<p>{html.escape(RULE)}</p>",
-             _html_table(claim_rows(topics), CLAIM_COLUMNS),
+             html_table(claim_rows(topics), CLAIM_COLUMNS),
              "<h2>Training runs</h2>",
-             _html_table(metrics, METRIC_COLUMNS) if metrics else "<p>No training metrics.</p>"]
+             html_table(metrics, METRIC_COLUMNS) if metrics else "<p>No training metrics.</p>"]
     if curves:
-        parts.append(_img(curves, "validation accuracy per epoch"))
+        parts.append(img_tag(curves, "validation accuracy per epoch"))
     parts += ["<h2 id='environments'>Environments</h2>", f"<p>{html.escape(ENVIRONMENTS_NOTE)}</p>",
               "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in envs.legend())
-              + "</ul>", _html_table(envs.rows(), envs.columns())]
+              + "</ul>", html_table(envs.rows(), envs.columns())]
     for t in topics:
         parts.append(f"<h2 id='{html.escape(t.name)}'>{html.escape(t.title)}</h2>")
         if t.claims is None:
@@ -323,7 +326,7 @@ def render_html(topics: Sequence[Topic], metrics: Sequence[Mapping[str, Any]],
             f"({html.escape(c.experiment)}): {html.escape(c.evidence)}</li>"
             for c in t.claims) + "</ul>")
         for path in t.figures:
-            parts.append(f"<figure>{_img((reports_dir / path).read_bytes(), path.stem)}"
+            parts.append(f"<figure>{img_tag((reports_dir / path).read_bytes(), path.stem)}"
                          f"<figcaption>{html.escape(path.as_posix())}</figcaption></figure>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -242,24 +242,6 @@ def _end_run(run_id: str, status: str, sampler: SystemMetricsMonitor | None = No
             mlflow.tracking.fluent._active_run_stack.get().clear()
 
 
-def run_environment(experiment: str, metric: str, value: Any, latest: int = 100
-                    ) -> dict[str, str] | None:
-    """The environment (cnnlab.core.environment) of the FINISHED run, among the `latest` of
-    MLflow experiment `experiment`, that logged `metric` = `value`; None when there is no such
-    run, or when the store does not answer (provenance must not cost a stage)."""
-    if value is None:
-        return None
-    try:
-        found = mlflow.get_experiment_by_name(experiment)
-        runs = MlflowClient().search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
-                                          max_results=latest,
-                                          order_by=["attributes.start_time DESC"]) if found else []
-    except Exception:  # noqa: BLE001 - any failure to reach the store
-        return None
-    return next((environment.from_tags(run.data.tags) or None for run in runs
-                 if run.data.metrics.get(metric) == value), None)
-
-
 def active_run_id() -> str | None:
     run = mlflow.active_run()
     return run.info.run_id if run else None
