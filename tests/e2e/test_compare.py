@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.e2e.conftest import GIT_USER, copy_repo
 from tests.integration.test_audio_pipeline import fsdd_subset, needs_fsdd
@@ -115,6 +116,17 @@ def test_compare_an_lr_experiment_against_main_agrees_with_dvc_exp_show(tmp_path
     assert "1 params" in default.stdout
     again = json.loads((dest / "cmp_default" / "compare.json").read_text())
     assert again["params"] == page["params"] and again["claims"] == page["claims"]
+
+    client = MlflowClient(f"sqlite:///{dest / 'mlflow.db'}")  # the two trainings' runs
+    runs = client.search_runs([client.get_experiment_by_name("audio_freq_slide").experiment_id],
+                              "attributes.status = 'FINISHED'", order_by=["attributes.start_time"])
+    old, new = runs[0].info.run_id, runs[-1].info.run_id
+    run("python", "-m", "cnnlab", "compare", old, new, "--out", "cmp_runs")
+    by_runs = json.loads((dest / "cmp_runs" / "compare.json").read_text())
+    assert {"param": "trainer.lr", "a": "0.003", "b": "0.03"} in by_runs["params"]
+    (run_acc,) = [m for m in by_runs["metrics"] if m["key"] == "test_loss"]
+    assert (run_acc["a"], run_acc["b"]) == (loss["a"], loss["b"])
+    assert by_runs["environment_differs"] == [] and by_runs["claims"] == []
 
     bad = run("python", "-m", "cnnlab", "compare", "main", "no_such_thing", check=False)
     assert bad.returncode == 2
