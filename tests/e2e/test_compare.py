@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
+from cnnlab.__main__ import main as cnnlab_main
 from tests.e2e.conftest import GIT_USER, copy_repo
 from tests.integration.test_audio_pipeline import fsdd_subset, needs_fsdd
 
@@ -65,7 +66,8 @@ def dig(tree: dict, dotted: str) -> Any:
 
 
 @needs_fsdd
-def test_compare_an_lr_experiment_against_main_agrees_with_dvc_exp_show(tmp_path, mlflow_template):
+def test_compare_an_lr_experiment_against_main_agrees_with_dvc_exp_show(
+        tmp_path, mlflow_template, monkeypatch, capsys):
     recordings = fsdd_subset(tmp_path / "rec", ("jackson", "nicolas", "george"), range(5))
     dest, run = copy_repo(tmp_path / "repo", mlflow_template, audio_tiny(recordings))
     run("dvc", "repro", *TARGETS)
@@ -112,8 +114,11 @@ def test_compare_an_lr_experiment_against_main_agrees_with_dvc_exp_show(tmp_path
     html = (dest / "cmp" / "compare.html").read_text()
     assert "data:image/png;base64," in html and "<script" not in html  # self-contained
 
-    default = run("python", "-m", "cnnlab", "compare", "--out", "cmp_default")  # HEAD vs workspace
-    assert "1 params" in default.stdout
+    # the rest in this process (the entry point ran above): the copy as the project
+    monkeypatch.chdir(dest)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{dest / 'mlflow.db'}")
+    assert cnnlab_main(["compare", "--out", "cmp_default"]) == 0  # HEAD against the workspace
+    assert "1 params" in capsys.readouterr().out
     again = json.loads((dest / "cmp_default" / "compare.json").read_text())
     assert again["params"] == page["params"] and again["claims"] == page["claims"]
 
@@ -121,14 +126,14 @@ def test_compare_an_lr_experiment_against_main_agrees_with_dvc_exp_show(tmp_path
     runs = client.search_runs([client.get_experiment_by_name("audio_freq_slide").experiment_id],
                               "attributes.status = 'FINISHED'", order_by=["attributes.start_time"])
     old, new = runs[0].info.run_id, runs[-1].info.run_id
-    run("python", "-m", "cnnlab", "compare", old, new, "--out", "cmp_runs")
+    assert cnnlab_main(["compare", old, new, "--out", "cmp_runs"]) == 0
     by_runs = json.loads((dest / "cmp_runs" / "compare.json").read_text())
     assert {"param": "trainer.lr", "a": "0.003", "b": "0.03"} in by_runs["params"]
     (run_acc,) = [m for m in by_runs["metrics"] if m["key"] == "test_loss"]
     assert (run_acc["a"], run_acc["b"]) == (loss["a"], loss["b"])
     assert by_runs["environment_differs"] == [] and by_runs["claims"] == []
 
-    bad = run("python", "-m", "cnnlab", "compare", "main", "no_such_thing", check=False)
-    assert bad.returncode == 2
-    assert bad.stderr.strip() == ("error: compare: 'no_such_thing' is not a git revision, a DVC "
-                                  "experiment or an MLflow run id")
+    capsys.readouterr()
+    assert cnnlab_main(["compare", "main", "no_such_thing"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: compare: 'no_such_thing' is not a git "
+                                               "revision, a DVC experiment or an MLflow run id")
