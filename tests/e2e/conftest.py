@@ -61,3 +61,25 @@ def copy_repo(dest: Path, mlflow_template: Path, conf_edits: Mapping[str, Mappin
     run("git", *GIT_USER, "add", "-A")
     run("git", *GIT_USER, "commit", "-qm", "copy")
     return dest, run
+
+
+def exp_show(table: list) -> dict[str, dict[str, Any]]:
+    """{name or rev: {"params": params.yaml's data, "metrics": {file: data}}} of every commit
+    and experiment in `dvc exp show --json`."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            data = node.get("data")
+            if isinstance(data, dict) and "rev" in node and data.get("params"):
+                found[node.get("name") or node["rev"]] = {
+                    "params": data["params"]["params.yaml"]["data"],
+                    "metrics": {f: m["data"] for f, m in (data.get("metrics") or {}).items()}}
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(table)
+    return found

@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cnnlab.__main__ import main as cnnlab_main
-from tests.e2e.conftest import GIT_USER, copy_repo
+from tests.e2e.conftest import GIT_USER, copy_repo, exp_show
 from tests.integration.test_audio_pipeline import fsdd_subset, needs_fsdd
 
 pytestmark = pytest.mark.e2e
@@ -35,28 +35,6 @@ def audio_tiny(recordings: Path) -> dict[str, dict[str, Any]]:
         "analysis/context_windows.yaml": {"windows": [5, 21], "max_windows": 1,  # 3 steps an
                                           "seeds": [42, 43], "max_epochs": 2, "batch_size": 8},
     }
-
-
-def exp_show(table: list) -> dict[str, dict[str, Any]]:
-    """{name or rev: {"params": params.yaml's data, "metrics": {file: data}}} of `dvc exp show
-    --json`."""
-    found: dict[str, dict[str, Any]] = {}
-
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            data = node.get("data")
-            if isinstance(data, dict) and "rev" in node and data.get("params"):
-                found[node.get("name") or node["rev"]] = {
-                    "params": data["params"]["params.yaml"]["data"],
-                    "metrics": {f: m["data"] for f, m in (data.get("metrics") or {}).items()}}
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(table)
-    return found
 
 
 def dig(tree: dict, dotted: str) -> Any:

@@ -7,7 +7,7 @@ import time
 import pytest
 import yaml
 
-from tests.e2e.conftest import copy_repo
+from tests.e2e.conftest import copy_repo, exp_show
 
 pytestmark = pytest.mark.e2e
 MNIST_STAGES = ["prepare_mnist", "train@mnist_dnn", "train@mnist_cnn", "train@mnist_separable",
@@ -28,21 +28,8 @@ def repo(tmp_path_factory, mlflow_template):
 
 def exp_show_test_acc(table: list, metrics_file: str) -> dict[str, float]:
     """{name or rev: test_acc} of every commit and experiment in `dvc exp show --json`."""
-    found = {}
-
-    def visit(node):
-        if isinstance(node, dict):
-            metrics = ((node.get("data") or {}).get("metrics") or {}).get(metrics_file)
-            if metrics and "rev" in node:
-                found[node.get("name") or node["rev"]] = metrics["data"]["test_acc"]
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(table)
-    return found
+    return {name: row["metrics"][metrics_file]["test_acc"] for name, row in exp_show(table).items()
+            if metrics_file in row["metrics"]}
 
 
 def test_repro_twice_then_an_experiment_that_exp_show_compares(repo):
