@@ -28,5 +28,7 @@ def run(args: argparse.Namespace) -> int:
     stack.up(cfg)
     stack.connect_dvc_remote(cfg, project_root())
     print(f"state and logs in {cfg.state_dir}; DVC remote `{cfg.dvc_remote}` connected\n"
-          f"log to it: export MLFLOW_TRACKING_URI={tracking_server.url(cfg)}")
+          f"log to it ({tracking_server.url(cfg)}) as the pipeline: "
+          f"set -a; . {cfg.state_dir}/clients/pipeline.env; set +a\n"
+          f"readers: {cfg.state_dir}/clients/reader.env")
     return 0
