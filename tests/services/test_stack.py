@@ -1,4 +1,5 @@
-"""The shared stack for real: a training through the server, and a DVC round trip through S3."""
+"""The shared stack for real, on the server host: auth, a training through the server, and a
+DVC round trip through S3."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cnnlab.services import object_store, postgres, stack, tracking_server
+from cnnlab.services import clients, object_store, postgres, stack, tracking_server
 from tests.conftest import TINY_TRAINER
 from tests.stages import run_stage
 
@@ -26,6 +27,17 @@ def test_a_second_up_reports_and_the_stack_is_locked_down(services):
     state = Path(services.state_dir)
     assert (state / stack.CREDENTIALS).stat().st_mode & 0o777 == 0o600
     assert (state / "objects" / "s3.json").stat().st_mode & 0o777 == 0o600
+    assert (state / "mlflow" / "basic_auth.ini").stat().st_mode & 0o777 == 0o600
+    assert {p.stat().st_mode & 0o777 for p in (state / "clients").iterdir()} == {0o600}
+    secrets = [v.encode() for v in stack.credentials(state).values()]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes()
+        except OSError:  # the process ended meanwhile
+            continue
+        assert not [s for s in secrets if s in argv], f"a secret in the argv of {cmdline}"
+    for log in (state / "logs").iterdir():
+        assert not [s for s in secrets if s in log.read_bytes()], f"a secret in {log}"
     server_pid = int((state / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
     uid_line = next(line for line in Path(f"/proc/{server_pid}/status").read_text().splitlines()
                     if line.startswith("Uid:"))
@@ -35,11 +47,19 @@ def test_a_second_up_reports_and_the_stack_is_locked_down(services):
                         connect_timeout=5)
 
 
+def as_pipeline(services, monkeypatch) -> str:
+    """This process logs as the pipeline user, trusting the stack's CA; returns the URI."""
+    keys = stack.credentials(Path(services.state_dir))
+    for key, value in clients.env(services, keys, "pipeline").items():
+        monkeypatch.setenv(key, value)
+    uri = tracking_server.url(services)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
 def test_training_through_the_server_lands_in_postgres_and_the_object_store(
         services, tiny_mnist, tmp_path, monkeypatch):
-    uri = tracking_server.url(services)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
+    uri = as_pipeline(services, monkeypatch)
     shrink = [f"train.mnist_cnn.trainer.{k}={v}" for k, v in TINY_TRAINER.items()]
     result = run_stage("train", "run=mnist_cnn", f"paths.prepared={tiny_mnist.parent}",
                        *(f"paths.{k}={tmp_path / k}" for k in ("models", "metrics", "plots")),
@@ -106,6 +126,7 @@ def test_dvc_push_then_pull_in_a_fresh_clone_leaves_nothing_to_run(services, tmp
 
     _git(tmp_path, "clone", "-q", str(origin), str(clone))
     assert not (clone / ".dvc" / "config.local").exists()  # keys never travel with git
+    assert (origin / ".dvc" / "config.local").stat().st_mode & 0o777 == 0o600
     stack.connect_dvc_remote(services, clone)
     _dvc(clone, "pull")
     assert (clone / "models" / "n").read_text() == (origin / "models" / "n").read_text()

@@ -40,12 +40,11 @@ def server_env(state: Path, database_uri: str, keys: dict[str, str]) -> dict[str
             "MLFLOW_FLASK_SERVER_SECRET_KEY": keys["MLFLOW_FLASK_SERVER_SECRET_KEY"]}
 
 
-def _call(session: Any, method: str, url: str, what: str, ok: tuple[int, ...] = (200,),
-          **kwargs: Any) -> Any:
+def _call(method: str, url: str, what: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
     import requests
 
-    try:
-        answer = session.request(method, url, timeout=10, **kwargs)
+    try:  # `verify` per request: a session's is overridden by REQUESTS_CA_BUNDLE
+        answer = requests.request(method, url, timeout=10, **kwargs)
     except requests.RequestException as exc:
         raise ServiceError(f"MLflow auth could not be set up: {what} ({type(exc).__name__})"
                            ) from None
@@ -58,22 +57,17 @@ def _call(session: Any, method: str, url: str, what: str, ok: tuple[int, ...] = 
 def ensure_users(url: str, keys: dict[str, str], verify: str | bool) -> None:
     """Create the users a first start lacks, grant their permissions, and check that the
     server refuses anonymous requests (ServiceError otherwise: the stack must not run open)."""
-    import requests
-
-    anonymous = requests.Session()
-    anonymous.verify = verify
-    _call(anonymous, "GET", f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
-          "an anonymous request was not refused", ok=(401,))
-    admin = requests.Session()
-    admin.verify, admin.auth = verify, (ADMIN, password(keys, ADMIN))
+    _call("GET", f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
+          "an anonymous request was not refused", ok=(401,), verify=verify)
+    admin = {"verify": verify, "auth": (ADMIN, password(keys, ADMIN))}
     for user, permission in USERS.items():
-        found = _call(admin, "GET", f"{url}/api/2.0/mlflow/users/get", f"looking up `{user}`",
-                      ok=(200, 404), params={"username": user})
+        found = _call("GET", f"{url}/api/2.0/mlflow/users/get", f"looking up `{user}`",
+                      ok=(200, 404), params={"username": user}, **admin)
         if found.status_code == 404:
-            _call(admin, "POST", f"{url}/api/2.0/mlflow/users/create", f"creating `{user}`",
-                  json={"username": user, "password": password(keys, user)})
+            _call("POST", f"{url}/api/2.0/mlflow/users/create", f"creating `{user}`",
+                  json={"username": user, "password": password(keys, user)}, **admin)
         for resource in RESOURCES:
-            _call(admin, "POST", f"{url}/api/3.0/mlflow/users/permissions/grant",
+            _call("POST", f"{url}/api/3.0/mlflow/users/permissions/grant",
                   f"granting {permission} on every {resource} to `{user}`",
                   json={"username": user, "resource_type": resource, "resource_id": "*",
-                        "permission": permission})
+                        "permission": permission}, **admin)

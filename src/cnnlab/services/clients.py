@@ -36,7 +36,7 @@ def write_dvc_remote(repo: Path, remote: str, settings: dict[str, str]) -> None:
     from configobj import ConfigObj
 
     path = repo / ".dvc" / "config.local"
-    config = ConfigObj(str(path) if path.exists() else None, encoding="utf-8")
+    config = ConfigObj(str(path) if path.exists() else None)
     section = f'remote "{remote}"'
     config[section] = {**config.get(section, {}), **settings}
     config.filename = None  # write() then returns the lines
@@ -48,6 +48,8 @@ def env(cfg: DictConfig, keys: dict[str, str], role: str) -> dict[str, str]:
     values = {"MLFLOW_TRACKING_URI": tracking_server.url(cfg),
               "MLFLOW_TRACKING_USERNAME": role,
               "MLFLOW_TRACKING_PASSWORD": auth.password(keys, role),
+              # artifacts through the server, not by presigned URLs straight to the S3 store
+              "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
               **object_store.keys_of(keys, role)}
     if cfg.expose:
         values["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(tls.files(cfg)["ca"])
