@@ -5,7 +5,9 @@ access: the stack's own key (MLflow's server, bucket setup, backups) is admin, t
 reads and writes, the reader's only reads and lists; their config file is mode 0600. The S3
 gateway serves `expose` over TLS when set; the master, volume and filer stay on `host`, and
 their HTTP ports demand SeaweedFS's JWTs (security.toml's keys, given through the environment),
-so a local user without the keys can neither read nor write through the filer.
+so a local user without the keys can neither read nor write through the filer. Their gRPC
+ports (and the S3 gateway's, which listens on `expose` too) demand mutual TLS with the stack's
+internal certificate (cnnlab.services.tls.internal).
 """
 
 from __future__ import annotations
@@ -101,6 +103,19 @@ def _tls_options(cfg: DictConfig) -> list[str]:
             f"-s3.key.file={files['key']}"]
 
 
+def _security(keys: dict[str, str], state: Path) -> dict[str, str]:
+    """security.toml's settings, as WEED_* variables: the JWT keys (in the environment, not
+    argv), no volume UI or filer metadata, and mutual TLS on every part's gRPC port."""
+    cert = tls.internal(state)
+    env = {key: keys[key] for key in JWT_KEYS}
+    env.update({"WEED_ACCESS_UI": "false", "WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED": "false",
+                "WEED_GRPC_CA": str(cert["ca"])})
+    for part in ("MASTER", "VOLUME", "FILER", "S3", "CLIENT"):
+        env.update({f"WEED_GRPC_{part}_CERT": str(cert["cert"]),
+                    f"WEED_GRPC_{part}_KEY": str(cert["key"])})
+    return env
+
+
 def start(cfg: DictConfig, state: Path, keys: dict[str, str]) -> None:
     claim_ports(cfg.host, ports(cfg))
     store, home = cfg.object_store, state / "objects"
@@ -110,7 +125,7 @@ def start(cfg: DictConfig, state: Path, keys: dict[str, str]) -> None:
     write_text(home / "s3.json", _identities(keys), mode=0o600)
     grpc = store.grpc_offset
     argv = [_weed(), "server", f"-dir={home / 'data'}", f"-ip={cfg.host}", f"-ip.bind={cfg.host}",
-            "-master.telemetry=false", "-filer.disableDirListing",
+            "-master.telemetry=false", "-filer.disableDirListing", "-volume.preStopSeconds=0",
             f"-filer.localSocket={home / 'sockets' / 'filer.sock'}",
             f"-s3.localSocket={home / 'sockets' / 's3.sock'}", *_tls_options(cfg),
             f"-master.port={store.master_port}", f"-master.port.grpc={store.master_port + grpc}",
@@ -120,9 +135,7 @@ def start(cfg: DictConfig, state: Path, keys: dict[str, str]) -> None:
             f"-filer.port.grpc={store.filer_port + grpc}",
             "-s3", f"-s3.port={store.s3_port}", f"-s3.port.grpc={store.s3_port + grpc}",
             f"-s3.config={home / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
-    security = {key: keys[key] for key in JWT_KEYS}  # in the environment, not argv
-    proc = spawn(NAME, argv, state, env={**security, "WEED_ACCESS_UI": "false",
-                                         "WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED": "false"})
+    proc = spawn(NAME, argv, state, env=_security(keys, state))
     wait_until(lambda: ready(cfg, keys), "the object store (SeaweedFS)", 90,
                state / "logs" / f"{NAME}.log", proc)
     _create_buckets(cfg, keys)

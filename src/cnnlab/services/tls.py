@@ -2,6 +2,8 @@
 
 Clients trust `tls/ca.pem` (MLFLOW_TRACKING_SERVER_CERT_PATH, DVC's `ssl_verify`); the keys are
 mode 0600 under the state folder. A certificate is made again when the exposed address changes.
+A second, internal CA signs the one certificate SeaweedFS's parts present to each other over
+gRPC (mutual TLS): a local program without it cannot talk to their gRPC ports.
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ def files(cfg: DictConfig) -> dict[str, Path]:
                                    "certificate and key, or leave tls.cert and tls.key null")
         return site
     return paths(Path(cfg.state_dir))
+
+
+def internal(state: Path) -> dict[str, Path]:
+    """The internal CA and the SeaweedFS parts' client-and-server certificate, made once."""
+    folder = state / "tls" / "internal"
+    found = {"ca": folder / "ca.pem", "ca_key": folder / "ca.key",
+             "cert": folder / "weed.pem", "key": folder / "weed.key"}
+    if not found["cert"].exists():
+        _make_ca(found)
+        _make_server_cert(found, "cnnlab-seaweedfs", client=True)
+    return found
 
 
 def ensure(cfg: DictConfig) -> dict[str, Path]:
@@ -90,7 +103,7 @@ def _make_ca(found: dict[str, Path]) -> None:
     write_text(found["ca"], _cert_pem(cert))
 
 
-def _make_server_cert(found: dict[str, Path], address: str) -> None:
+def _make_server_cert(found: dict[str, Path], address: str, client: bool = False) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -100,8 +113,9 @@ def _make_server_cert(found: dict[str, Path], address: str) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (_builder(address, "cnnlab stack CA", key.public_key())
             .add_extension(x509.SubjectAlternativeName(_names(address)), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH,
+                 *([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     write_text(found["key"], _key_pem(key), mode=0o600)
     write_text(found["cert"], _cert_pem(cert))
