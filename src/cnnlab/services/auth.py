@@ -41,6 +41,7 @@ def server_env(state: Path, database_uri: str, keys: dict[str, str]) -> dict[str
 
 
 def _call(method: str, url: str, what: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+    """One request; an answer outside `ok` other than "already exists" is a ServiceError."""
     import requests
 
     try:  # `verify` per request: a session's is overridden by REQUESTS_CA_BUNDLE
@@ -48,7 +49,7 @@ def _call(method: str, url: str, what: str, ok: tuple[int, ...] = (200,), **kwar
     except requests.RequestException as exc:
         raise ServiceError(f"MLflow auth could not be set up: {what} ({type(exc).__name__})"
                            ) from None
-    if answer.status_code not in ok:
+    if answer.status_code not in ok and "RESOURCE_ALREADY_EXISTS" not in answer.text:
         raise ServiceError(f"MLflow auth could not be set up: {what} answered "
                            f"{answer.status_code} {answer.text[:200]!r}")
     return answer
