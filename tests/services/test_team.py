@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -172,24 +173,112 @@ def test_dvc_pull_with_read_only_keys_works_and_push_is_refused(services, hosts,
 
 
 PROBE = """
-import json, socket, sys
+import json, socket, ssl, sys
 answers = {}
 for port in map(int, sys.argv[2:]):
     try:
-        socket.create_connection((sys.argv[1], port), timeout=3).close()
-        answers[port] = "open"
+        sock = socket.create_connection((sys.argv[1], port), timeout=3)
     except OSError as exc:
         answers[port] = type(exc).__name__
+        continue
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    try:
+        with tls.wrap_socket(sock) as conn:
+            conn.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n")
+            conn.recv(1)
+        answers[port] = "open"
+    except ssl.SSLError as exc:
+        answers[port] = "needs a client certificate" if "CERTIFICATE_REQUIRED" in str(exc) \\
+            else "open"
+    except OSError:  # connected and spoke TLS, then no answer in time
+        answers[port] = "open"
 print(json.dumps(answers))
 """
 
 
 def test_postgres_and_the_seaweedfs_internals_do_not_answer_the_client_host(services, hosts):
+    """Nothing but MLflow and the S3 gateway listens on the exposed address, except the S3
+    gateway's gRPC port (SeaweedFS binds it beside the gateway), which demands the stack's
+    internal client certificate."""
+    s3_grpc = services.object_store.s3_port + services.object_store.grpc_offset
     internal = [services.postgres.port, *object_store.ports(services).values()]
     exposed = [services.mlflow.port, services.object_store.s3_port]
-    internal = [p for p in internal if p not in exposed]
+    internal = [p for p in internal if p not in (*exposed, s3_grpc)]
     done = on_client(hosts, sys.executable, "-c", PROBE, hosts.server,
-                     *map(str, internal + exposed))
+                     *map(str, [*internal, *exposed, s3_grpc]))
     answers = {int(k): v for k, v in json.loads(done.stdout).items()}
     assert {answers[p] for p in exposed} == {"open"}  # the probe reaches the server host
-    assert [p for p in internal if answers[p] == "open"] == [], services
+    assert {answers[p] for p in internal} == {"ConnectionRefusedError"}, answers
+    assert answers[s3_grpc] == "needs a client certificate"
+
+
+def everything(services) -> dict:
+    """What the stack holds, as the pipeline sees it: every run with its params, tags, every
+    metric point and the sha256 of every artifact; every registered model version."""
+    client = MlflowClient(tracking_server.url(services))
+    runs = {}
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id]):
+            artifacts, folders = {}, [None]
+            while folders:
+                for item in client.list_artifacts(run.info.run_id, folders.pop()):
+                    if item.is_dir:
+                        folders.append(item.path)
+                    else:
+                        local = client.download_artifacts(run.info.run_id, item.path)
+                        artifacts[item.path] = hashlib.sha256(Path(local).read_bytes()).hexdigest()
+            runs[run.info.run_id] = {
+                "experiment": experiment.name, "status": run.info.status,
+                "params": run.data.params, "tags": run.data.tags, "artifacts": artifacts,
+                "metrics": {key: [(m.step, m.timestamp, m.value)
+                                  for m in client.get_metric_history(run.info.run_id, key)]
+                            for key in run.data.metrics}}
+    versions = sorted((v.name, v.version, v.run_id, v.source, v.status, v.description)
+                      for v in client.search_model_versions())
+    return {"runs": runs, "versions": versions}
+
+
+def test_backup_then_restore_into_an_empty_stack_gives_back_every_run_model_and_object(
+        services, trained, tmp_path, monkeypatch):
+    """Last in the package: it stops the stack, deletes its state and restores it. What the
+    earlier tests logged (trainings, registered versions, DVC pushes) is what it compares."""
+    from cnnlab.services import backup
+
+    for key, value in role_env(services, "pipeline").items():
+        monkeypatch.setenv(key, value)
+    before = everything(services)
+    assert before["versions"] and any(r["artifacts"] for r in before["runs"].values())
+    repo = tmp_path / "origin"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    for args in (["init", "-q"], ["remote", "add", "-d", services.dvc_remote,
+                                  f"s3://{services.object_store.buckets.dvc}"]):
+        subprocess.run([DVC, *args], cwd=repo, check=True, capture_output=True)
+    (repo / "weights.bin").write_bytes(os.urandom(300_000))
+    stack.connect_dvc_remote(services, repo)
+    for args in (["add", "weights.bin"], ["push"]):
+        assert subprocess.run([DVC, *args], cwd=repo, capture_output=True).returncode == 0
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "weights")
+
+    manifest = backup.backup(services, tmp_path / "backup")
+    assert {n.split("/")[1] for n in manifest["files"] if n.startswith("postgres/")} == {
+        f"{db}.dump" for db in services.postgres.databases}
+    state = Path(services.state_dir)
+    stack.down(services, say=lambda line: None)
+    for item in state.iterdir():
+        if item.is_dir():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
+    backup.restore(services, tmp_path / "backup", say=lambda line: None)
+
+    assert everything(services) == before
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(repo), str(clone))
+    stack.connect_dvc_remote(services, clone)
+    assert subprocess.run([DVC, "pull"], cwd=clone, capture_output=True).returncode == 0
+    assert (clone / "weights.bin").read_bytes() == (repo / "weights.bin").read_bytes()
+    status = subprocess.run([DVC, "status"], cwd=clone, capture_output=True, text=True)
+    assert "up to date" in status.stdout

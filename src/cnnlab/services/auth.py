@@ -13,8 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from cnnlab.core.errors import ServiceError
 from cnnlab.core.io import write_text
 

@@ -8,7 +8,6 @@ Settings are conf/services.yaml; `key=value` overrides them, e.g. mlflow.port=50
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
 
 from cnnlab.core.errors import ServiceError
