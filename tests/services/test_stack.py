@@ -4,8 +4,10 @@ DVC round trip through S3."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -14,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cnnlab.services import clients, object_store, postgres, stack, tracking_server
-from tests.conftest import TINY_TRAINER
+from tests.conftest import ROOT, TINY_TRAINER
 from tests.stages import run_stage
 
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -133,3 +135,49 @@ def test_dvc_push_then_pull_in_a_fresh_clone_leaves_nothing_to_run(services, tmp
     assert "up to date" in _dvc(clone, "status")
     _dvc(clone, "repro")
     assert runs.read_text().split() == ["make", "total"]  # nothing ran again
+
+
+KILLED = {"mlflow": lambda state: int((state / "run" / "mlflow.pid").read_text()),
+          "object store": lambda state: int((state / "run" / "object_store.pid").read_text()),
+          "postgres": lambda state: int(
+              (state / "postgres" / "data" / "postmaster.pid").read_text().split()[0])}
+
+
+@pytest.mark.parametrize("service", list(KILLED))
+def test_a_service_killed_mid_training_costs_nothing_once_restarted_and_replayed(
+        services, service, tiny_mnist, tmp_path, monkeypatch):
+    """kill -9 a service after the first of 3 epochs: the training still ends with its DVC
+    outputs; after `up` and a replay the run holds every epoch's metrics exactly once."""
+    as_pipeline(services, monkeypatch)
+    monkeypatch.setenv("CNNLAB_STATE_DIR", str(tmp_path / "state"))
+    cmd = [sys.executable, str(ROOT / "pipelines" / "train.py"), "run=mnist_cnn",
+           f"paths.prepared={tiny_mnist.parent}", "train.mnist_cnn.register_model=false",
+           "train.mnist_cnn.trainer.accelerator=cpu", "train.mnist_cnn.trainer.threads=1",
+           *(f"paths.{k}={tmp_path / k}" for k in ("models", "metrics", "plots")),
+           *(f"train.mnist_cnn.trainer.{k}={v}" for k, v in TINY_TRAINER.items()),
+           "train.mnist_cnn.trainer.max_epochs=3"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    while not list((tmp_path / "state").glob("resume/*/meta.json")):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    pid = KILLED[service](Path(services.state_dir))
+    if service == "postgres":
+        os.kill(pid, signal.SIGKILL)  # the postmaster; its backends exit when they see it gone
+    else:
+        os.killpg(pid, signal.SIGKILL)  # the server and its workers
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert (tmp_path / "metrics/mnist/mnist_cnn.json").is_file()
+
+    stack.up(services, say=lambda line: None)
+    replay = subprocess.run([sys.executable, "-m", "cnnlab.core.tracking", "replay"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert replay.returncode == 0, replay.stderr
+    client = MlflowClient(tracking_server.url(services))
+    (run,) = client.search_runs([client.get_experiment_by_name("mnist_cnn").experiment_id],
+                                order_by=["attributes.start_time DESC"], max_results=1)
+    assert run.info.status == "FINISHED"
+    for metric in ("train_loss", "val_acc"):
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, metric)) == [
+            1, 2, 3]
