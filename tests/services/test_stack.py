@@ -181,3 +181,20 @@ def test_a_service_killed_mid_training_costs_nothing_once_restarted_and_replayed
     for metric in ("train_loss", "val_acc"):
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, metric)) == [
             1, 2, 3]
+
+
+def test_a_server_that_lets_anonymous_requests_through_is_refused(tmp_path, mlflow_template):
+    """What `up` checks after starting MLflow, against a plain `mlflow server` (no auth app):
+    one line, and `up` then stops the server rather than run the stack open."""
+    from cnnlab.core.errors import ServiceError
+    from cnnlab.services import auth
+    from tests.servers import TrackingServer
+
+    server = TrackingServer(tmp_path, mlflow_template)
+    server.start()
+    try:
+        with pytest.raises(ServiceError, match=r"^MLflow auth could not be set up: the server "
+                                               r"let an anonymous request through \(HTTP 200"):
+            auth.ensure_users(server.uri, stack.credentials(tmp_path / "state"), True)
+    finally:
+        server.stop()

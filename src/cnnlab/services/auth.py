@@ -48,8 +48,8 @@ def _call(method: str, url: str, what: str, ok: tuple[int, ...] = (200,), **kwar
         raise ServiceError(f"MLflow auth could not be set up: {what} ({type(exc).__name__})"
                            ) from None
     if answer.status_code not in ok and "RESOURCE_ALREADY_EXISTS" not in answer.text:
-        raise ServiceError(f"MLflow auth could not be set up: {what} answered "
-                           f"{answer.status_code} {answer.text[:200]!r}")
+        raise ServiceError(f"MLflow auth could not be set up: {what} (HTTP {answer.status_code}"
+                           f" {answer.text[:200]!r})")
     return answer
 
 
@@ -57,7 +57,7 @@ def ensure_users(url: str, keys: dict[str, str], verify: str | bool) -> None:
     """Create the users a first start lacks, grant their permissions, and check that the
     server refuses anonymous requests (ServiceError otherwise: the stack must not run open)."""
     _call("GET", f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
-          "an anonymous request was not refused", ok=(401,), verify=verify)
+          "the server let an anonymous request through", ok=(401,), verify=verify)
     admin = {"verify": verify, "auth": (ADMIN, password(keys, ADMIN))}
     for user, permission in USERS.items():
         found = _call("GET", f"{url}/api/2.0/mlflow/users/get", f"looking up `{user}`",
