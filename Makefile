@@ -34,12 +34,14 @@ $(PLOTS_PAGE): $(BIN)/.installed src/cnnlab/plots_page.py
 plots-page: $(PLOTS_PAGE)  ## write the offline plots page template (make install does)
 
 # Debian packages the tests need: chromium + chromedriver (tests/browser), the PostgreSQL server
-# (tests/services, `make services`). apt-get update first, as a fresh machine's lists are empty.
-SYSTEM_PKGS := chromium chromium-driver postgresql
+# (tests/services, `make services`), ip and curl (tests/services' two hosts: network namespaces).
+# apt-get update first, as a fresh machine's lists are empty.
+SYSTEM_PKGS := chromium chromium-driver postgresql iproute2 curl
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 system-deps:  ## install the Debian packages of the browser and service tests (skipped when present)
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && \
-	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v ip curl >/dev/null; \
+	  then exit 0; fi; \
 	echo "installing $(SYSTEM_PKGS) (apt-get)"; \
 	$(SUDO) apt-get update -qq >/dev/null && \
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive \
@@ -64,8 +66,9 @@ ui: install  ## the dashboard of the local store (mlflow.db) on http://127.0.0.1
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5050
 
 # The shared stack (conf/services.yaml): PostgreSQL, SeaweedFS S3 and `mlflow server` on
-# 127.0.0.1, state under .cnnlab/services/. Settings: make services SERVICES="mlflow.port=5001"
-services: install  ## start the stack; then MLFLOW_TRACKING_URI=http://127.0.0.1:5000
+# 127.0.0.1 (SERVICES="expose=<address>": MLflow and S3 there, with TLS), auth always on, state
+# under .cnnlab/services/. Settings: make services SERVICES="mlflow.port=5001"
+services: install  ## start the stack; then: set -a; . .cnnlab/services/clients/pipeline.env
 	$(BIN)/python -m cnnlab services up $(SERVICES)
 
 services-stop: install  ## stop the stack (its runs, objects and credentials are kept)

@@ -4,16 +4,23 @@ shared stack's `mlflow server` (PostgreSQL + S3). Start the stack first: `make s
 
 Reports, per store: the runs and steps that arrived (read back), log calls per second over the
 wall time of the load, and p50 / p95 latency of one call. Time it on an otherwise idle machine.
+With `--client-netns` and `--client-env`, one more row: `--remote-clients` (16) clients on
+another host (a network namespace) logging to the exposed stack through TLS and auth, as the
+role of the env file (`.cnnlab/services/clients/pipeline.env`).
 
     python benchmarks/tracking_load.py [--clients 8] [--steps 200] [--server http://127.0.0.1:5000]
+        [--client-netns cnt-cli --client-env .cnnlab/services/clients/pipeline.env]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -66,12 +73,32 @@ def load(uri: str, clients: int, steps: int) -> dict[str, float]:
             "p95_ms": 1000 * latencies[int(0.95 * (len(latencies) - 1))]}
 
 
+def from_client_host(netns: str, env_file: Path, clients: int, steps: int) -> dict[str, float]:
+    """`load` run on the client host `netns`, with the settings of `env_file` (never argv)."""
+    pairs = (line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    env = {**os.environ, **dict(pairs)}
+    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, __file__, "--row",
+                           "--clients", str(clients), "--steps", str(steps),
+                           "--server", env["MLFLOW_TRACKING_URI"]],
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"error: the load from {netns} failed: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--server", default="http://127.0.0.1:5000")
+    parser.add_argument("--client-netns", help="the client host's network namespace")
+    parser.add_argument("--client-env", type=Path, help="its role's env file (clients/*.env)")
+    parser.add_argument("--remote-clients", type=int, default=16)
+    parser.add_argument("--row", action="store_true", help=argparse.SUPPRESS)  # one row as JSON
     args = parser.parse_args()
+    if args.row:
+        print(json.dumps(load(args.server, args.clients, args.steps)))
+        return
     from cnnlab.core.errors import TrackingError
     from cnnlab.core.tracking.store import check_server
 
@@ -83,14 +110,20 @@ def main() -> None:
     sqlite = f"sqlite:///{Path(tempfile.mkdtemp(prefix='cnnlab-load-')) / 'mlflow.db'}"
     stores = {"SQLite file (file lock + retries)": sqlite,
               "mlflow server on PostgreSQL": args.server}
-    rows = {name: load(uri, args.clients, args.steps) for name, uri in stores.items()}
-    expected = args.clients * args.steps
-    print(f"{args.clients} clients x {args.steps} steps (2 metrics per call):")
+    rows = {name: (args.clients, load(uri, args.clients, args.steps))
+            for name, uri in stores.items()}
+    if args.client_netns and args.client_env:
+        rows[f"client host, TLS + auth, {args.remote_clients} clients"] = (
+            args.remote_clients, from_client_host(args.client_netns, args.client_env,
+                                                  args.remote_clients, args.steps))
+    print(f"{args.clients} clients x {args.steps} steps (2 metrics per call), unless a row "
+          "says otherwise; steps arrived / sent:")
     print(f"{'store':<36} {'runs':>5} {'steps':>11} {'calls/s':>8} {'p50 ms':>7} {'p95 ms':>7}")
-    for name, r in rows.items():
-        print(f"{name:<36} {r['runs']:>5} {r['steps']:>5}/{expected:<5} {r['calls_per_s']:>8.0f} "
+    for name, (clients, r) in rows.items():
+        sent = clients * args.steps
+        print(f"{name:<36} {r['runs']:>5} {r['steps']:>5}/{sent:<5} {r['calls_per_s']:>8.0f} "
               f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f}")
-    ratio = rows[next(iter(rows))]["calls_per_s"] / rows[list(rows)[1]]["calls_per_s"]
+    ratio = rows[next(iter(rows))][1]["calls_per_s"] / rows[list(rows)[1]][1]["calls_per_s"]
     print(f"throughput, SQLite / server: {ratio:.2f}x")
 
 

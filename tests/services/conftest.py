@@ -1,16 +1,21 @@
-"""The shared stack, started for these tests on free ports in a temporary state folder.
+"""The shared stack, started for these tests on free ports in a temporary state folder, on a
+"server host" and exposed to a "client host" (two network namespaces, tests/services/hosts.py).
 
 The same code as `make services` (cnnlab.services.stack), so the tests start real PostgreSQL,
 SeaweedFS and `mlflow server` processes, and stop them at the end. Without PostgreSQL's server
-binaries the tests are skipped with the fix to run, or fail when CI=true.
+binaries, or where namespaces cannot be made (not root), the tests are skipped with the fix to
+run, or fail when CI=true.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +23,9 @@ import pytest
 from omegaconf import DictConfig
 
 from cnnlab.core.errors import ServiceError
-from cnnlab.services import stack
+from cnnlab.services import postgres, processes, stack
 from tests.conftest import ROOT
+from tests.services.hosts import Hosts, missing, two_hosts
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,29 +57,60 @@ def free_ports(count: int, offset: int) -> list[int]:
     return found
 
 
-def settings(state: Path) -> DictConfig:
+def settings(state: Path, *overrides: str) -> DictConfig:
     offset = 10000
     pg, s3, master, volume, filer, mlflow = free_ports(6, offset)
     return stack.load_config([
-        f"state_dir={state}", f"postgres.port={pg}", f"object_store.s3_port={s3}",
+        *overrides, f"state_dir={state}", f"postgres.port={pg}", f"object_store.s3_port={s3}",
         f"object_store.master_port={master}", f"object_store.volume_port={volume}",
         f"object_store.filer_port={filer}", f"object_store.grpc_offset={offset}",
         f"mlflow.port={mlflow}", "mlflow.workers=2"], root=ROOT)
 
 
-@pytest.fixture(scope="session")
-def services() -> Iterator[DictConfig]:
-    """A running stack; the state folder is under /tmp, which the PostgreSQL user can enter."""
+def kill(cfg: DictConfig) -> None:
+    """Stop the stack at once, for a state that is deleted next: SIGKILL, not the graceful
+    stop, in which SeaweedFS's filer waits 15 s on its own gRPC streams."""
+    state = Path(cfg.state_dir)
+    for pidfile in (state / "run").glob("*.pid"):
+        pid = int(pidfile.read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while processes.alive(pid):
+            time.sleep(0.05)
+        pidfile.unlink()
+    postgres.stop(cfg, state, mode="immediate")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"the service stack did not start: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="package")
+def hosts() -> Iterator[Hosts]:
+    """The two hosts; this process runs on the server host while the package's tests run."""
+    reason = missing()
+    if reason:
+        _unavailable(reason)
+    with two_hosts() as made:
+        yield made
+
+
+@pytest.fixture(scope="package")
+def services(hosts) -> Iterator[DictConfig]:
+    """A running stack exposed on the server host's address; the state folder is under /tmp,
+    which the PostgreSQL user can enter."""
     state = Path(tempfile.mkdtemp(prefix="cnnlab-services-"))
-    cfg = settings(state)
+    cfg = settings(state, f"expose={hosts.server}")
     try:
         stack.up(cfg, say=lambda line: None)
     except ServiceError as exc:
         stack.down(cfg, say=lambda line: None)
         shutil.rmtree(state, ignore_errors=True)
-        if os.environ.get("CI", "").lower() == "true" or "not found" not in str(exc):
+        if "not found" not in str(exc):
             pytest.fail(f"the service stack did not start: {exc}", pytrace=False)
-        pytest.skip(f"{exc}")
+        _unavailable(str(exc))
     yield cfg
-    stack.down(cfg, say=lambda line: None)
+    kill(cfg)
     shutil.rmtree(state, ignore_errors=True)

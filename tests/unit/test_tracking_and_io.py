@@ -100,3 +100,51 @@ def test_system_metrics_are_dropped_not_queued_when_the_store_goes_down(monkeypa
     monkeypatch.setattr(outbox, "_down_until", 0.0)
     assert outbox.replay() == (1, 1)
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_a_replay_that_stops_after_k_of_n_entries_sends_nothing_twice(monkeypatch):
+    """The store fails after k entries; the next replay starts after the last one sent."""
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab.core.tracking import outbox
+
+    with runs.stage_run("exp_replay", "r") as run:
+        run_id = run.info.run_id
+    for step in range(10):  # what an outage kept
+        outbox.keep({"kind": "metrics", "run_id": run_id, "metrics": {"loss": 1 / (step + 1)},
+                     "step": step, "timestamp": 1_000 + step}, [])
+    real, sent = outbox.apply, []
+
+    def fails_after_four(client, entry):
+        if len(sent) == 4:
+            raise ConnectionError("the store went down")
+        real(client, entry)
+        sent.append(entry["step"])
+
+    monkeypatch.setattr(outbox, "apply", fails_after_four)
+    with pytest.raises(ConnectionError):
+        outbox.replay()
+    monkeypatch.setattr(outbox, "apply", real)
+    assert outbox.replay() == (6, 1)
+    history = MlflowClient().get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(10))  # each point exactly once
+    assert not (paths.outbox_dir() / run_id).exists()
+
+
+def test_the_outbox_and_the_locks_keep_no_credentials_and_nothing_in_tmp(monkeypatch):
+    import mlflow
+
+    from cnnlab.core.tracking import outbox
+
+    assert outbox.without_credentials("https://pipeline:s3cret@10.0.0.5:5000/x") == \
+        "https://10.0.0.5:5000/x"
+    assert outbox.without_credentials("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri("https://pipeline:s3cret@127.0.0.1:9")
+    try:
+        outbox.keep({"kind": "end", "run_id": "r0", "status": "FINISHED"}, [])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    kept = (paths.outbox_dir() / "r0" / "entries.jsonl").read_text()
+    assert "s3cret" not in kept and "https://127.0.0.1:9" in kept
+    assert store.lock_path("https://10.0.0.5:5000").is_relative_to(paths.state_dir())

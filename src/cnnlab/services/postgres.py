@@ -124,10 +124,11 @@ def _create_databases(cfg: DictConfig, password: str) -> None:
                 conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def stop(cfg: DictConfig, state: Path) -> bool:
+def stop(cfg: DictConfig, state: Path, mode: str = "fast") -> bool:
+    """pg_ctl stop; `mode` "immediate" skips the checkpoint (for a stack about to be deleted)."""
     data = state / "postgres" / "data"
     if not (data / "postmaster.pid").exists():
         return False
-    _run([binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], _owner(cfg),
+    _run([binary("pg_ctl"), "-D", str(data), "-m", mode, "-w", "stop"], _owner(cfg),
          "stopping PostgreSQL")
     return True

@@ -8,8 +8,6 @@ store before MLflow) and stop in the reverse one. A file lock keeps two `up`s fr
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from cnnlab.core.errors import ServiceError
 from cnnlab.core.io import write_text
 from cnnlab.core.paths import project_root
-from cnnlab.services import object_store, postgres, tracking_server
+from cnnlab.services import clients, object_store, postgres, tls, tracking_server
 
 CREDENTIALS = "credentials.env"
 
@@ -41,18 +39,41 @@ def load_config(overrides: Sequence[str] = (), root: Path | None = None) -> Dict
     return cfg
 
 
+def _secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _access_key() -> str:
+    return "CNNLAB" + secrets.token_hex(7).upper()
+
+
+# every secret of the stack, and how it is made; one added by a newer cnnlab is made on the
+# next start, the others are kept
+SECRETS: dict[str, Callable[[], str]] = {
+    "POSTGRES_PASSWORD": _secret,
+    "AWS_ACCESS_KEY_ID": _access_key, "AWS_SECRET_ACCESS_KEY": _secret,  # the stack's own
+    "PIPELINE_AWS_ACCESS_KEY_ID": _access_key, "PIPELINE_AWS_SECRET_ACCESS_KEY": _secret,
+    "READER_AWS_ACCESS_KEY_ID": _access_key, "READER_AWS_SECRET_ACCESS_KEY": _secret,
+    "MLFLOW_ADMIN_PASSWORD": _secret, "MLFLOW_PIPELINE_PASSWORD": _secret,
+    "MLFLOW_READER_PASSWORD": _secret, "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret,
+    "WEED_JWT_SIGNING_KEY": _secret, "WEED_JWT_SIGNING_READ_KEY": _secret,
+    "WEED_JWT_FILER_SIGNING_KEY": _secret, "WEED_JWT_FILER_SIGNING_READ_KEY": _secret,
+}
+
+
 def credentials(state: Path) -> dict[str, str]:
     """The stack's secrets, generated on first use into `<state>/credentials.env` (mode 0600)."""
     path = state / CREDENTIALS
-    if not path.exists():
-        state.mkdir(parents=True, exist_ok=True)
-        state.chmod(0o711)  # others may only pass through, to the PostgreSQL user's folder
-        values = {"POSTGRES_PASSWORD": secrets.token_urlsafe(24),
-                  "AWS_ACCESS_KEY_ID": "CNNLAB" + secrets.token_hex(7).upper(),
-                  "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30)}
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o711)  # others may only pass through, to the PostgreSQL user's folder
+    text = path.read_text() if path.exists() else ""
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    values = {key: value for key, value in pairs}
+    missing = {key: make() for key, make in SECRETS.items() if key not in values}
+    if missing:
+        values.update(missing)
         write_text(path, "".join(f"{k}={v}\n" for k, v in values.items()), mode=0o600)
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
+    return values
 
 
 @dataclass(frozen=True)
@@ -85,12 +106,15 @@ def up(cfg: DictConfig, say: Callable[[str], None] = print) -> None:
     state = Path(cfg.state_dir)
     with _lock(cfg):
         keys = credentials(state)
+        if cfg.expose:
+            tls.ensure(cfg)
         for service in SERVICES:
             if service.ready(cfg, keys):
                 say(f"{service.name:<13} already up   {service.address(cfg)}")
                 continue
             service.start(cfg, state, keys)
             say(f"{service.name:<13} started      {service.address(cfg)}")
+        clients.write_env_files(cfg, keys)
 
 
 def down(cfg: DictConfig, say: Callable[[str], None] = print) -> None:
@@ -110,17 +134,7 @@ def status(cfg: DictConfig, say: Callable[[str], None] = print) -> bool:
     return all(answers)
 
 
-def connect_dvc_remote(cfg: DictConfig, repo: Path) -> None:
+def connect_dvc_remote(cfg: DictConfig, repo: Path, identity: str = "pipeline") -> None:
     """Give `repo`'s DVC remote the endpoint and keys, in `.dvc/config.local` (never committed)."""
     keys = credentials(Path(cfg.state_dir))
-    dvc = str(Path(sys.executable).parent / "dvc")
-    settings = {"url": f"s3://{cfg.object_store.buckets.dvc}",
-                "endpointurl": object_store.endpoint(cfg),
-                "access_key_id": keys["AWS_ACCESS_KEY_ID"],
-                "secret_access_key": keys["AWS_SECRET_ACCESS_KEY"]}
-    for option, value in settings.items():
-        done = subprocess.run([dvc, "remote", "modify", "--local", cfg.dvc_remote, option, value],
-                              cwd=repo, capture_output=True, text=True)
-        if done.returncode:
-            raise ServiceError(f"dvc remote `{cfg.dvc_remote}` in {repo}: "
-                               f"{done.stderr.strip().splitlines()[-1]}")
+    clients.write_dvc_remote(repo, cfg.dvc_remote, clients.dvc_remote(cfg, keys, identity))

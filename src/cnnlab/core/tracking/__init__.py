@@ -31,6 +31,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+# artifacts go through the tracking server, the one address (and CA, and user) a client has:
+# not straight to the server's object store by presigned URLs, as MLflow 3.17 would for S3
+os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
+os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "false")
 
 for _chatty in ("mlflow", "alembic"):  # schema creation and registry notes: not for the console
     logging.getLogger(_chatty).setLevel(logging.WARNING)

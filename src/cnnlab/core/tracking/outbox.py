@@ -4,6 +4,11 @@ Every logging call is one JSON-able entry (`kind`, `run_id`, its values). A stor
 answering is left alone for PAUSE_AFTER_FAILURE seconds, so a training does not wait on
 every call; what is not sent goes to `<state dir>/outbox/<run id>/entries.jsonl` (artifacts
 copied beside it, as outputs change), which `replay` sends once the store is back.
+
+Replay is idempotent: after each entry that went through, the count of sent entries is saved
+beside them (`sent`), so a replay that stops halfway and runs again starts after the last one
+sent. The stored URI carries no credentials: replay takes them from the environment
+(MLFLOW_TRACKING_USERNAME / _PASSWORD), as any client does.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from cnnlab.core.io import write_text
 from cnnlab.core.paths import outbox_dir
 from cnnlab.core.tracking.store import retrying
 
@@ -90,22 +96,36 @@ def keep(entry: dict[str, Any], files: list[Path]) -> None:
         shutil.copyfile(path, copy)
         entry = {**entry, "path": str(copy)}
     with open(folder / "entries.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"uri": mlflow.get_tracking_uri(), **entry}) + "\n")
+        f.write(json.dumps({"uri": without_credentials(mlflow.get_tracking_uri()), **entry})
+                + "\n")
+
+
+def without_credentials(uri: str) -> str:
+    """`uri` without a `user:password@` part (the outbox is a plain file on disk)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if not parts.netloc or "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def replay(uri: str | None = None) -> tuple[int, int]:
     """Send every kept entry to its store, oldest first; returns (entries, runs) sent.
 
-    A run's outbox is removed only when all of its entries went through.
+    A run's outbox is removed only when all of its entries went through; until then `sent`
+    counts those that did, and a later replay skips them.
     """
     sent = runs = 0
     for folder in sorted(outbox_dir().glob("*")) if outbox_dir().is_dir() else []:
         entries = [json.loads(line) for line in
                    (folder / "entries.jsonl").read_text(encoding="utf-8").splitlines() if line]
-        for entry in entries:
-            client = MlflowClient(uri or entry["uri"])
-            retrying(apply, client, entry)
-        sent += len(entries)
+        done = int((folder / "sent").read_text()) if (folder / "sent").exists() else 0
+        for index in range(done, len(entries)):
+            entry = entries[index]
+            retrying(apply, MlflowClient(uri or entry["uri"]), entry)
+            write_text(folder / "sent", str(index + 1))
+            sent += 1
         runs += 1
         shutil.rmtree(folder)
     return sent, runs

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
 from cnnlab.core.errors import TrackingError
-from cnnlab.core.paths import tracking_uri
+from cnnlab.core.paths import state_dir, tracking_uri
 
 LOCK_TIMEOUT = 120  # seconds to wait for another process's schema or experiment creation
 RETRIES = 12  # attempts of a write that meets a locked SQLite database (about 10 s in all)
@@ -27,11 +26,12 @@ _ready: set[str] = set()  # stores this process has already prepared
 
 
 def lock_path(uri: str) -> Path:
-    """The file lock of a store: beside a SQLite database, else one per store in the temp dir."""
+    """The file lock of a store: beside a SQLite database, else one per store in the project's
+    state folder (not at a predictable path in /tmp, which another user could hold)."""
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///") + ".lock")
     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"cnnlab-tracking-{digest}.lock"
+    return state_dir() / "locks" / f"tracking-{digest}.lock"
 
 
 def store_lock(uri: str) -> FileLock:
@@ -55,12 +55,28 @@ def configure(start: str | Path | None = None) -> str:
 
 
 def check_server(uri: str, attempts: int = 3) -> None:
+    """The server answers, its certificate is trusted, and the credentials (if any) are taken."""
     import requests
 
+    verify = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    credentials = (user, os.environ.get("MLFLOW_TRACKING_PASSWORD", "")) if user else None
     for attempt in range(attempts):
         try:
-            requests.get(f"{uri.rstrip('/')}/health", timeout=2).raise_for_status()
+            requests.get(f"{uri.rstrip('/')}/health", timeout=2, verify=verify).raise_for_status()
+            answer = requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
+                                  params={"max_results": 1}, timeout=5, verify=verify,
+                                  auth=credentials)
+            if answer.status_code in (401, 403):
+                raise TrackingError(f"tracking server {uri} refused "
+                                    f"{'user ' + user if user else 'a request without a user'} "
+                                    f"({answer.status_code}): set MLFLOW_TRACKING_USERNAME and "
+                                    "MLFLOW_TRACKING_PASSWORD (the stack's clients/*.env)")
             return
+        except requests.exceptions.SSLError as exc:
+            raise TrackingError(f"tracking server {uri}: its TLS certificate is not trusted "
+                                f"({_ssl_reason(exc)}): set MLFLOW_TRACKING_SERVER_CERT_PATH to "
+                                "the stack's CA (tls/ca.pem)") from None
         except requests.RequestException as exc:
             reason = type(exc).__name__
             if attempt < attempts - 1:
@@ -69,6 +85,13 @@ def check_server(uri: str, attempts: int = 3) -> None:
     raise TrackingError(f"tracking server {uri} is unreachable ({reason}); it comes from "
                         f"{source}: start the server, or unset MLFLOW_TRACKING_URI to log to "
                         "the project's mlflow.db")
+
+
+def _ssl_reason(exc: Exception) -> str:
+    """The certificate problem OpenSSL names, e.g. `certificate verify failed: self-signed ...`."""
+    text = str(exc)
+    start = text.find("certificate verify failed")
+    return text[start:].split(" (_ssl")[0].rstrip(")'\"") if start >= 0 else type(exc).__name__
 
 
 def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
