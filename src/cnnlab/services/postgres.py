@@ -107,10 +107,20 @@ def start(cfg: DictConfig, state: Path, password: str) -> None:
                   "--locale", "C"], owner, "initdb")
         finally:
             pwfile.unlink()
+    _allow_host(data / "pg_hba.conf", cfg.host)
     options = f"-c listen_addresses={cfg.host} -p {cfg.postgres.port} -k {sockets}"
     _run([binary("pg_ctl"), "-D", str(data), "-l", str(home / "postgres.log"), "-o", options,
           "-w", "-t", "60", "start"], owner, f"starting PostgreSQL (log: {home / 'postgres.log'})")
     _create_databases(cfg, password)
+
+
+def _allow_host(hba: Path, host: str) -> None:
+    """initdb allows loopback only: a stack bound to another address (a cluster's bridge) lets
+    its own server, which connects from that address, in with a password."""
+    line = f"host all all {host}/32 scram-sha-256\n"
+    if host not in ("127.0.0.1", "localhost") and line not in hba.read_text():
+        with open(hba, "a") as out:
+            out.write(line)
 
 
 def _create_databases(cfg: DictConfig, password: str) -> None:

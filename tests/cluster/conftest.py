@@ -1,0 +1,95 @@
+"""A real SLURM cluster and the shared stack, started once for the cluster tests.
+
+The cluster is the code of `make cluster` (cnnlab.cluster) in a temporary state folder, with
+its own names (cnc-t...), addresses (10.77.0.128/25) and ports, so that a `make cluster` of
+the same machine is left alone. The stack is the code of `make services`, bound to the
+bridge's address so that jobs on the nodes reach the tracking server. Without Slurm the tests
+are skipped with the fix to run, or fail when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from cnnlab.cluster import cluster as slurm_cluster
+from cnnlab.core.errors import ServiceError
+from cnnlab.services import stack, tracking_server
+from tests.conftest import ROOT
+from tests.services.conftest import free_ports, settings
+
+HERE = Path(__file__).resolve().parent
+HOST = "10.77.0.129"
+NODES = {"node1": "10.77.0.139", "node2": "10.77.0.140"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/cluster carries the `cluster` mark."""
+    for item in items:
+        if item.path.is_relative_to(HERE) and not item.get_closest_marker("cluster"):
+            item.add_marker("cluster")
+
+
+def _give_up(what: str, exc: Exception) -> None:
+    if os.environ.get("CI", "").lower() == "true" or "not found" not in str(exc):
+        pytest.fail(f"{what} did not start: {exc}", pytrace=False)
+    pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[DictConfig]:
+    """slurmctld and two slurmd, each node in its own network namespace."""
+    state = Path(tempfile.mkdtemp(prefix="cnnlab-cluster-"))
+    ctld, slurmd = free_ports(2, 1)[0], 6818
+    cfg = slurm_cluster.load_config([
+        f"state_dir={state}", "prefix=cnc-t", f"host_address={HOST}", "prefix_length=25",
+        *(f"nodes.{n}={a}" for n, a in NODES.items()), f"slurmctld_port={ctld}",
+        f"slurmd_port={slurmd}", "memory_mb=3072"], root=ROOT)
+    try:
+        slurm_cluster.up(cfg, say=lambda line: None)
+    except ServiceError as exc:
+        slurm_cluster.down(cfg, say=lambda line: None)
+        shutil.rmtree(state, ignore_errors=True)
+        _give_up("the SLURM cluster", exc)
+    yield cfg
+    slurm_cluster.down(cfg, say=lambda line: None)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster_stack(cluster: DictConfig) -> Iterator[DictConfig]:
+    """The shared stack on the bridge's address: what the nodes' jobs log to."""
+    state = Path(tempfile.mkdtemp(prefix="cnnlab-services-"))
+    cfg = settings(state)
+    cfg.host = cluster.host_address
+    try:
+        stack.up(cfg, say=lambda line: None)
+    except ServiceError as exc:
+        stack.down(cfg, say=lambda line: None)
+        shutil.rmtree(state, ignore_errors=True)
+        _give_up("the service stack", exc)
+    yield cfg
+    stack.down(cfg, say=lambda line: None)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def on_cluster(cluster, cluster_stack, monkeypatch) -> dict[str, str]:
+    """The environment of a command that submits to the cluster: its slurm.conf, and the
+    tracking server, given ONLY through MLflow's own variables (at merge: `expose` plus
+    MLFLOW_TRACKING_USERNAME/PASSWORD and MLFLOW_TRACKING_SERVER_CERT_PATH, here too).
+    Jobs inherit it: sbatch exports the submitting environment."""
+    env = {**slurm_cluster.environment(cluster),
+           "MLFLOW_TRACKING_URI": tracking_server.url(cluster_stack)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    import mlflow
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    return {**os.environ, **env}
