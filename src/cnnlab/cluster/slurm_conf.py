@@ -17,8 +17,9 @@ from omegaconf import DictConfig
 
 def layout(state: Path) -> dict[str, Path]:
     """Where the cluster keeps each thing under its state folder."""
-    return {"conf": state / "etc" / "slurm.conf", "cgroup": state / "etc" / "cgroup.conf", "key": state / "munge" / "munge.key",
-            "socket": state / "munge" / "munge.socket", "ctld": state / "ctld",
+    return {"conf": state / "etc" / "slurm.conf", "cgroup": state / "etc" / "cgroup.conf",
+            "key": state / "munge" / "munge.key", "socket": state / "munge" / "munge.socket",
+            "ctld": state / "ctld",
             "spool": state / "spool", "logs": state / "logs", "run": state / "run"}
 
 

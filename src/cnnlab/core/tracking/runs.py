@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from cnnlab.cluster.job import slurm_tags
 from cnnlab.core import environment
 from cnnlab.core.devices import is_rank_zero
 from cnnlab.core.errors import StageInterrupted
@@ -139,7 +140,7 @@ def stage_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
         return
     uri = configure()
     tags = {**(tags or {}), "cnnlab.host": socket.gethostname(), "cnnlab.pid": str(os.getpid()),
-            **environment.as_tags(environment.gather())}
+            **environment.as_tags(environment.gather()), **slurm_tags()}
     if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run` in the stage's environment
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
         tags["dvc.exp_baseline_rev"] = os.environ.get("DVC_EXP_BASELINE_REV", "")
