@@ -22,7 +22,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import OmegaConf
-from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
+from submitit.slurm.slurm import SlurmInfoWatcher
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,11 @@ def accounting() -> bool:
     """Whether `sacct` answers on this cluster (asked once per process)."""
     if not hasattr(accounting, "answer"):
         done = subprocess.run(["sacct", "--noheader", "-j", "1"], capture_output=True, text=True)
-        accounting.answer = "accounting storage is disabled" not in done.stderr
+        accounting.answer = "accounting storage is disabled" not in done.stdout + done.stderr
     return accounting.answer
 
 
-class QueueJob(SlurmJob):
-    watcher = QueueWatcher(delay_s=600)
+WATCHER = QueueWatcher(delay_s=10)  # squeue is cheap: at most 10 s between checks
 
 
 def one_line(job: Any, exc: Exception) -> str:
@@ -78,7 +77,6 @@ class SlurmLauncher(BaseSubmititLauncher):
         executor = submitit.AutoExecutor(
             cluster="slurm", folder=params.pop("submitit_folder"),
             slurm_max_num_timeout=params.pop("max_num_timeout"))
-        executor._executor.job_class = QueueJob  # noqa: SLF001 - submitit's only hook for it
         base = set(OmegaConf.structured(BaseQueueConf).keys())
         executor.update_parameters(**{k if k in base else f"slurm_{k}": v
                                       for k, v in params.items()})
@@ -89,6 +87,8 @@ class SlurmLauncher(BaseSubmititLauncher):
         jobs = executor.map_array(self, *zip(*[
             (list(o), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
             for idx, o in numbered], strict=True))
+        for job in jobs:  # submitit makes array jobs of its own class: the watcher goes on each
+            job.watcher = WATCHER
         returns = [self._outcome(job, idx, list(o)) for job, (idx, o) in zip(jobs, numbered,
                                                                               strict=True)]
         failed = [r for r in returns if r.status == JobStatus.FAILED]
@@ -100,14 +100,20 @@ class SlurmLauncher(BaseSubmititLauncher):
 
     @staticmethod
     def _outcome(job: Any, idx: int, overrides: list[str]) -> JobReturn:
+        """The job's return; a failure is printed in one line, and returned as a failure."""
         try:
-            return job.results()[0]
-        except (submitit_errors()) as exc:
-            print(f"error: job #{idx} ({' '.join(overrides)}), SLURM job {job.job_id}: "
-                  f"{one_line(job, exc)}; its SLURM log: {job.paths.stderr}", file=sys.stderr)
+            ret = job.results()[0]
+            if ret.status != JobStatus.FAILED:
+                return ret
+            exc = ret._return_value  # noqa: SLF001 - Hydra keeps a job's exception there
+            why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        except submitit_errors() as exc:  # the job died without a result (exit, signal, limit)
             ret = JobReturn(overrides=overrides, status=JobStatus.FAILED)
             ret.return_value = exc
-            return ret
+            why = one_line(job, exc)
+        print(f"error: job #{idx} ({' '.join(overrides)}), SLURM job {job.job_id}: {why}; "
+              f"its SLURM log: {job.paths.stderr}", file=sys.stderr)
+        return ret
 
 
 def submitit_errors() -> tuple[type[Exception], ...]:
