@@ -36,9 +36,11 @@ def search_cmd(tmp_path, tiny_mnist, n_trials: int) -> list[str]:
             *(f"train.mnist_cnn.trainer.{k}={v}" for k, v in shrink.items())]
 
 
-def trial_runs(client: MlflowClient) -> tuple[object, dict[str, object]]:
-    """The study's parent run, and its child runs by trial (job) number."""
-    runs = client.search_runs([client.get_experiment_by_name("mnist_cnn").experiment_id])
+def trial_runs(client: MlflowClient, sweep: str = "") -> tuple[object, dict[str, object]]:
+    """The study's parent run, and its child runs by trial (job) number; `sweep`: only the
+    runs of that sweep folder's name (a store that holds other sweeps)."""
+    runs = client.search_runs([client.get_experiment_by_name("mnist_cnn").experiment_id],
+                              f"tags.`cnnlab.sweep` = '{sweep}'" if sweep else "")
     (parent,) = [r for r in runs if r.data.tags.get("cnnlab.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     by_trial = {r.data.tags["cnnlab.job"]: r for r in children}

@@ -5,8 +5,8 @@ failed job never stops the others from being collected; a failed job is reported
 with its error (the last line of its error log, where a stage writes `error: ...`) and the
 path of its SLURM log; job states come from `squeue` when the cluster keeps no accounting
 (submitit asks `sacct`, which then fails, and a job that died without a result would be
-waited for forever). In a search the failures go back to the sweeper as failed trials;
-otherwise the sweep exits with code 2 after the report.
+waited for forever). Ctrl-C cancels the sweep's jobs. In a search the failures go back to the
+sweeper as failed trials; otherwise the sweep exits with code 2 after the report.
 """
 
 from __future__ import annotations
@@ -89,8 +89,13 @@ class SlurmLauncher(BaseSubmititLauncher):
             for idx, o in numbered], strict=True))
         for job in jobs:  # submitit makes array jobs of its own class: the watcher goes on each
             job.watcher = WATCHER
-        returns = [self._outcome(job, idx, list(o)) for job, (idx, o) in zip(jobs, numbered,
-                                                                              strict=True)]
+        try:
+            returns = [self._outcome(job, idx, list(o))
+                       for job, (idx, o) in zip(jobs, numbered, strict=True)]
+        except KeyboardInterrupt:  # Ctrl-C: the jobs stop too (SIGTERM: their runs end KILLED)
+            for job in jobs:
+                job.cancel(check=False)
+            raise
         failed = [r for r in returns if r.status == JobStatus.FAILED]
         if failed and not OmegaConf.select(self.config, "hydra.sweeper.objective"):
             print(f"error: {len(failed)} of {len(returns)} SLURM jobs failed (above)",
