@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from cnnlab.cluster.job import rendezvous
 from cnnlab.core import progress
 from cnnlab.core.devices import check_trainer, deterministic_mode, device_count
 from cnnlab.core.environment import TAG_PREFIX
@@ -176,6 +177,8 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
                           f"{trainer_cfg['devices']!r}: DDP restarts the script with its "
                           "arguments, which a Hydra multirun cannot replay; run a DDP training "
                           "alone (DVC stage or single run) or sweep with one device per job")
+    if processes > 1:
+        rendezvous()
     seed = int(cfg["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
     data = load_prepared(data_dir)
