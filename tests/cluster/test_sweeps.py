@@ -43,9 +43,8 @@ def test_a_sweep_is_one_job_per_point_and_a_failed_job_is_named(tmp_path, tiny_m
     assert sorted(r.data.params["seed"] for r in jobs) == ["1", "2"]
     assert {r.info.status for r in jobs} == {"FINISHED"}
     for run in jobs:  # what the scheduler saw is what conf/hydra/launcher/slurm.yaml said
-        shown = scontrol_job(run.data.tags["cnnlab.slurm.job_id"], on_cluster)
-        assert f"{shown['ArrayJobId']}_{shown['ArrayTaskId']}" == run.data.tags[
-            "cnnlab.slurm.array_task"]
+        shown = scontrol_job(run.data.tags["cnnlab.slurm.array_task"], on_cluster)
+        assert shown["JobId"] == run.data.tags["cnnlab.slurm.job_id"]
         assert (shown["JobState"], shown["Partition"], shown["TimeLimit"], shown["NumCPUs"],
                 shown["MinMemoryNode"]) == ("COMPLETED", "debug", "00:07:00", "1", "1G")
         assert "gres/gpu" not in shown.get("TRES", "")
@@ -84,6 +83,6 @@ def test_a_study_runs_two_trials_at_a_time_and_resumes_after_ctrl_c(tmp_path, ti
         "0": "FINISHED", "1": "FINISHED", "2": "KILLED", "3": "FINISHED"}
     arrays = {n: r.data.tags["cnnlab.slurm.array_task"].split("_")[0] for n, r in by_trial.items()}
     assert arrays["0"] == arrays["1"] != arrays["2"]  # trials 0 and 1: one array, side by side
-    stopped = scontrol_job(by_trial["2"].data.tags["cnnlab.slurm.job_id"], on_cluster)
+    stopped = scontrol_job(by_trial["2"].data.tags["cnnlab.slurm.array_task"], on_cluster)
     assert stopped["JobState"] == "CANCELLED"  # Ctrl-C cancelled its job on the cluster
 
