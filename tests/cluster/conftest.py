@@ -43,14 +43,19 @@ def _give_up(what: str, exc: Exception) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[DictConfig]:
-    """slurmctld and two slurmd, each node in its own network namespace."""
+def cluster_overrides(tmp_path_factory) -> list[str]:
+    """The settings of the tests' cluster, as `python -m cnnlab cluster` takes them."""
     state = Path(tempfile.mkdtemp(prefix="cnnlab-cluster-"))
-    ctld, slurmd = free_ports(2, 1)[0], 6818
-    cfg = slurm_cluster.load_config([
-        f"state_dir={state}", "prefix=cnc-t", f"host_address={HOST}", "prefix_length=25",
-        *(f"nodes.{n}={a}" for n, a in NODES.items()), f"slurmctld_port={ctld}",
-        f"slurmd_port={slurmd}", "memory_mb=3072"], root=ROOT)
+    return [f"state_dir={state}", "prefix=cnc-t", f"host_address={HOST}", "prefix_length=25",
+            *(f"nodes.{n}={a}" for n, a in NODES.items()),
+            f"slurmctld_port={free_ports(1, 1)[0]}", "memory_mb=3072"]
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_overrides: list[str]) -> Iterator[DictConfig]:
+    """slurmctld and two slurmd, each node in its own network namespace."""
+    cfg = slurm_cluster.load_config(cluster_overrides, root=ROOT)
+    state = Path(cfg.state_dir)
     try:
         slurm_cluster.up(cfg, say=lambda line: None)
     except ServiceError as exc:

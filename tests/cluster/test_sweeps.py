@@ -61,7 +61,7 @@ def test_a_study_runs_two_trials_at_a_time_and_resumes_after_ctrl_c(tmp_path, ti
                              stderr=subprocess.PIPE, text=True)
     client, deadline = MlflowClient(on_cluster["MLFLOW_TRACKING_URI"]), time.monotonic() + 400
     while time.monotonic() < deadline:  # Ctrl-C while trial 2 trains, after trials 0 and 1
-        time.sleep(1)
+        time.sleep(0.2)
         exp = client.get_experiment_by_name("mnist_cnn")
         if exp and client.search_runs([exp.experiment_id], "tags.`cnnlab.job` = '2' and "
                                       "attributes.status = 'RUNNING'"):
