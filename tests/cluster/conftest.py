@@ -9,10 +9,11 @@ are skipped with the fix to run, or fail when CI=true.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker("cluster")
 
 
-def _give_up(what: str, exc: Exception) -> None:
-    if os.environ.get("CI", "").lower() == "true" or "not found" not in str(exc):
-        pytest.fail(f"{what} did not start: {exc}", pytrace=False)
-    pytest.skip(str(exc))
+@contextlib.contextmanager
+def started(what: str, cfg: DictConfig, up: Callable[..., None], down: Callable[..., None]
+            ) -> Iterator[DictConfig]:
+    """`up(cfg)` for the session, `down(cfg)` and its state folder removed after; a failure
+    to start is the session's failure (or a skip, outside CI, when a program is missing)."""
+    quiet = {"say": lambda line: None}
+    try:
+        up(cfg, **quiet)
+    except ServiceError as exc:
+        down(cfg, **quiet)
+        shutil.rmtree(cfg.state_dir, ignore_errors=True)
+        if os.environ.get("CI", "").lower() == "true" or "not found" not in str(exc):
+            pytest.fail(f"{what} did not start: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    yield cfg
+    down(cfg, **quiet)
+    shutil.rmtree(cfg.state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def cluster_overrides(tmp_path_factory) -> list[str]:
+def cluster_overrides() -> list[str]:
     """The settings of the tests' cluster, as `python -m cnnlab cluster` takes them."""
     state = Path(tempfile.mkdtemp(prefix="cnnlab-cluster-"))
     return [f"state_dir={state}", "prefix=cnc-t", f"host_address={HOST}", "prefix_length=25",
@@ -54,34 +68,18 @@ def cluster_overrides(tmp_path_factory) -> list[str]:
 @pytest.fixture(scope="session")
 def cluster(cluster_overrides: list[str]) -> Iterator[DictConfig]:
     """slurmctld and two slurmd, each node in its own network namespace."""
-    cfg = slurm_cluster.load_config(cluster_overrides, root=ROOT)
-    state = Path(cfg.state_dir)
-    try:
-        slurm_cluster.up(cfg, say=lambda line: None)
-    except ServiceError as exc:
-        slurm_cluster.down(cfg, say=lambda line: None)
-        shutil.rmtree(state, ignore_errors=True)
-        _give_up("the SLURM cluster", exc)
-    yield cfg
-    slurm_cluster.down(cfg, say=lambda line: None)
-    shutil.rmtree(state, ignore_errors=True)
+    with started("the SLURM cluster", slurm_cluster.load_config(cluster_overrides, root=ROOT),
+                 slurm_cluster.up, slurm_cluster.down) as cfg:
+        yield cfg
 
 
 @pytest.fixture(scope="session")
 def cluster_stack(cluster: DictConfig) -> Iterator[DictConfig]:
     """The shared stack on the bridge's address: what the nodes' jobs log to."""
-    state = Path(tempfile.mkdtemp(prefix="cnnlab-services-"))
-    cfg = settings(state)
+    cfg = settings(Path(tempfile.mkdtemp(prefix="cnnlab-services-")))
     cfg.host = cluster.host_address
-    try:
-        stack.up(cfg, say=lambda line: None)
-    except ServiceError as exc:
-        stack.down(cfg, say=lambda line: None)
-        shutil.rmtree(state, ignore_errors=True)
-        _give_up("the service stack", exc)
-    yield cfg
-    stack.down(cfg, say=lambda line: None)
-    shutil.rmtree(state, ignore_errors=True)
+    with started("the service stack", cfg, stack.up, stack.down) as cfg:
+        yield cfg
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import optuna
@@ -16,7 +14,7 @@ from cnnlab.search.storage import default_storage
 from tests.cluster.slurm import LAUNCHER, scontrol_job
 from tests.conftest import ROOT
 from tests.integration.test_distributed import train_cmd
-from tests.integration.test_search import KERNEL, LR, search_cmd, trial_runs
+from tests.integration.test_search import KERNEL, LR, ctrl_c_while_trial_runs, search_cmd, trial_runs
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*Distribution has been deprecated:FutureWarning")
 
@@ -57,18 +55,9 @@ def test_a_study_runs_two_trials_at_a_time_and_resumes_after_ctrl_c(tmp_path, ti
     for lr in (0.003, 0.002, 0.004, 0.005):  # fixed trials: 2 is interrupted, 3 replaces it
         study.enqueue_trial({KERNEL: 3, LR: lr})
     cmd = [*search_cmd(tmp_path, tiny_mnist, 3), *LAUNCHER, "hydra.sweeper.n_jobs=2"]
-    sweep = subprocess.Popen(cmd, cwd=ROOT, env=on_cluster, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    client, deadline = MlflowClient(on_cluster["MLFLOW_TRACKING_URI"]), time.monotonic() + 400
-    while time.monotonic() < deadline:  # Ctrl-C while trial 2 trains, after trials 0 and 1
-        time.sleep(0.2)
-        exp = client.get_experiment_by_name("mnist_cnn")
-        if exp and client.search_runs([exp.experiment_id], "tags.`cnnlab.job` = '2' and "
-                                      "attributes.status = 'RUNNING'"):
-            break
-    sweep.send_signal(signal.SIGINT)
-    _, err = sweep.communicate(timeout=120)
-    assert sweep.returncode != 0, err[-3000:]
+    client = MlflowClient(on_cluster["MLFLOW_TRACKING_URI"])
+    code, err = ctrl_c_while_trial_runs(cmd, "2", client, env=on_cluster)  # after trials 0, 1
+    assert code != 0, err[-3000:]
 
     resumed = subprocess.run(cmd, cwd=ROOT, env=on_cluster, capture_output=True, text=True,
                              timeout=600)

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import argparse
 
+from omegaconf import DictConfig
+
 from cnnlab.cluster import cluster
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=sorted(ACTIONS))
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="settings of conf/cluster.yaml, e.g. memory_mb=2048")
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = cluster.load_config(args.overrides)
-    if args.action == "status":
-        return 0 if cluster.status(cfg) else 1
-    if args.action == "down":
-        cluster.down(cfg)
-        return 0
+def up(cfg: DictConfig) -> bool:
     cluster.up(cfg)
-    print(f"state and logs in {cfg.state_dir}\nuse it: "
-          + " ".join(f"export {k}={v}" for k, v in cluster.environment(cfg).items()))
-    return 0
+    exports = " ".join(f"export {k}={v}" for k, v in cluster.environment(cfg).items())
+    print(f"state and logs in {cfg.state_dir}\nuse it: {exports}")
+    return True
+
+
+ACTIONS = {"up": up, "down": lambda cfg: cluster.down(cfg) or True, "status": cluster.status}
+
+
+def run(args: argparse.Namespace) -> int:
+    """0 when the action succeeded (status: when every node answers), else 1."""
+    return 0 if ACTIONS[args.action](cluster.load_config(args.overrides)) else 1

@@ -15,14 +15,13 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
 from cnnlab.cluster import network
 from cnnlab.cluster.slurm_conf import CGROUP_CONF, layout, render
 from cnnlab.core.errors import ServiceError
 from cnnlab.core.io import temp_file_beside, write_text
-from cnnlab.core.paths import project_root
+from cnnlab.core.settings import load_settings
 from cnnlab.services.processes import spawn, stop, wait_until
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scontrol", "sinfo")
@@ -30,16 +29,7 @@ BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scontrol", "sinf
 
 def load_config(overrides: Sequence[str] = (), root: Path | None = None) -> DictConfig:
     """conf/cluster.yaml with `key=value` overrides; `state_dir` made absolute under the root."""
-    root = root or project_root()
-    cfg = OmegaConf.load(root / "conf" / "cluster.yaml")
-    OmegaConf.set_struct(cfg, True)
-    try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as exc:
-        raise ServiceError(f"cluster override {' '.join(overrides)}: "
-                           f"{str(exc.msg).splitlines()[0]} (keys: conf/cluster.yaml)") from None
-    cfg.state_dir = str((root / cfg.state_dir).resolve())
-    return cfg
+    return load_settings("cluster", overrides, root)
 
 
 def environment(cfg: DictConfig) -> dict[str, str]:
