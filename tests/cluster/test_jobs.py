@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -108,6 +110,8 @@ def test_a_warned_job_requeues_and_resumes_to_the_identical_weights(tmp_path, ti
 
 def test_a_job_killed_outright_leaves_a_run_the_next_start_marks_killed(tmp_path, tiny_mnist,
                                                                        on_cluster):
+    """SIGKILL to the training process (as the OOM killer or a lost node does; `scancel`
+    itself sends SIGTERM first, and the run then ends KILLED at once)."""
     env = {**on_cluster, "CNNLAB_STATE_DIR": str(tmp_path / "state")}
     args = ["--nodes=1", str(SCRIPT)]
     job = sbatch(env, tmp_path / "killed.log", *args,
@@ -116,10 +120,11 @@ def test_a_job_killed_outright_leaves_a_run_the_next_start_marks_killed(tmp_path
     while not list((tmp_path / "state").glob("resume/*/meta.json")):
         assert time.monotonic() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
         time.sleep(0.05)
-    subprocess.run(["scancel", "--signal=KILL", job], env=env, check=True)
-    wait_for(job, env, ("CANCELLED", "FAILED", "COMPLETED"))
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("mnist_cnn").experiment_id
+    (dead,) = client.search_runs([experiment], f"tags.`cnnlab.slurm.job_id` = '{job}'")
+    os.kill(int(dead.data.tags["cnnlab.pid"]), signal.SIGKILL)  # nodes share the process table
+    assert wait_for(job, env, ("CANCELLED", "FAILED", "COMPLETED")) == "FAILED"
     (dead,) = client.search_runs([experiment], f"tags.`cnnlab.slurm.job_id` = '{job}'")
     assert dead.info.status == "RUNNING"  # nothing ran to end it
     again = sbatch(env, tmp_path / "again.log", *args, *overrides(
