@@ -21,12 +21,12 @@ import torch
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
 
-from cnnlab.cluster.job import rendezvous
 from cnnlab.core import progress
 from cnnlab.core.devices import check_trainer, deterministic_mode, device_count
 from cnnlab.core.environment import TAG_PREFIX
 from cnnlab.core.errors import ConfigError, StageInterrupted
 from cnnlab.core.io import sha256_file, write_text
+from cnnlab.core.slurm import rendezvous
 from cnnlab.core.threads import torch_threads
 from cnnlab.core.tracking import runs as tracking
 from cnnlab.data.prepared import load_prepared

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from cnnlab.cluster.job import slurm_tags
 from cnnlab.core import environment
 from cnnlab.core.devices import is_rank_zero
 from cnnlab.core.errors import StageInterrupted
+from cnnlab.core.slurm import slurm_tags
 from cnnlab.core.tracking import outbox
 from cnnlab.core.tracking.store import artifact_location, configure, retrying, store_lock
 
