@@ -49,12 +49,18 @@ def trial_runs(client: MlflowClient, sweep: str = "") -> tuple[object, dict[str,
     return parent, by_trial
 
 
+def heed_ctrl_c() -> None:
+    """SIGINT back to its default in the child: a shell starts background jobs (a test run
+    with `&`) with SIGINT ignored, which Python would inherit and never raise."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ctrl_c_while_trial_runs(cmd: list[str], trial: str, client: MlflowClient,
                             **popen: object) -> tuple[int, str]:
     """Start the search `cmd` and press Ctrl-C once trial `trial`'s run is RUNNING; returns
     the search's exit code and its stderr."""
     sweep = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True, **popen)
+                             text=True, preexec_fn=heed_ctrl_c, **popen)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
         time.sleep(0.2)
