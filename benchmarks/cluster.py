@@ -80,6 +80,7 @@ def main() -> None:
     if not os.environ.get("MLFLOW_TRACKING_URI", "").startswith("http"):
         raise SystemExit("error: MLFLOW_TRACKING_URI: set it to a tracking server the nodes "
                          "reach (see this script's docstring)")
+    (ROOT / ".cnnlab").mkdir(exist_ok=True)  # on the filesystem every node shares
     tmp = Path(tempfile.mkdtemp(prefix="cnnlab-cluster-bench-", dir=ROOT / ".cnnlab"))
     env = {**os.environ, **environment(load_config()), "CNNLAB_STATE_DIR": str(tmp / "st")}
     subprocess.run([sys.executable, str(ROOT / "pipelines" / "prepare_mnist.py"),
@@ -96,7 +97,7 @@ def main() -> None:
     two = timed(["srun", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--mem=1G",
                  *TRAIN, "run=mnist_cnn", *common, "train.mnist_cnn.trainer.num_nodes=2",
                  "train.mnist_cnn.trainer.strategy=ddp", *outputs(tmp / "two")], env)
-    delay, hold = requeue_delay(env, ["run=mnist_cnn", *common[:-1]], tmp)
+    delay, hold = requeue_delay(env, common[:-1], tmp)  # the job script names the run
     print(f"| case | A | s | B | s |\n|---|---|---:|---|---:|\n"
           f"| 4-point sweep, {args.epochs} epoch(s) | local, one after another | {local:.1f} "
           f"| SLURM jobs, 2 nodes x 1 CPU | {slurm:.1f} |\n"
