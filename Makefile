@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/tmp/site-cache
 
 .PHONY: install plots-page system-deps params repro test test-quick lint ui bench replay clean \
-	services services-stop services-status serve search search-best
+	services services-stop services-status serve search search-best cluster cluster-stop
 
 $(BIN)/.installed: requirements.txt requirements.lock requirements-data.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,14 +34,15 @@ $(PLOTS_PAGE): $(BIN)/.installed src/cnnlab/plots_page.py
 plots-page: $(PLOTS_PAGE)  ## write the offline plots page template (make install does)
 
 # Debian packages the tests need: chromium + chromedriver (tests/browser), the PostgreSQL server
-# (tests/services, `make services`), ip and curl (tests/services' two hosts: network namespaces).
-# apt-get update first, as a fresh machine's lists are empty.
-SYSTEM_PKGS := chromium chromium-driver postgresql iproute2 curl
+# (tests/services, `make services`), ip and curl (tests/services' two hosts: network namespaces),
+# Slurm and munge (tests/cluster, `make cluster`). apt-get update first, as a fresh machine's
+# lists are empty.
+SYSTEM_PKGS := chromium chromium-driver postgresql iproute2 curl slurm-wlm munge
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
-system-deps:  ## install the Debian packages of the browser and service tests (skipped when present)
+system-deps:  ## install the Debian packages of the browser, service and cluster tests (skipped when present)
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && \
-	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v ip curl >/dev/null; \
-	  then exit 0; fi; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v ip curl >/dev/null && \
+	  [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && [ -x /usr/sbin/munged ]; then exit 0; fi; \
 	echo "installing $(SYSTEM_PKGS) (apt-get)"; \
 	$(SUDO) apt-get update -qq >/dev/null && \
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive \
@@ -90,6 +91,14 @@ PORT ?= 5001
 serve: install  ## the registered model MODEL/VERSION over HTTP on 127.0.0.1:PORT (predict --request)
 	PATH=$(CURDIR)/$(BIN):$$PATH MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
 	  $(BIN)/mlflow models serve -m models:/$(MODEL)/$(VERSION) --env-manager local -h 127.0.0.1 -p $(PORT)
+
+# A SLURM cluster on this machine (conf/cluster.yaml): slurmctld and two slurmd, each node in its
+# own network namespace (root). State under .cnnlab/cluster/. Settings: CLUSTER="memory_mb=2048"
+cluster: install  ## start the cluster; then export SLURM_CONF=.cnnlab/cluster/etc/slurm.conf
+	$(BIN)/python -m cnnlab cluster up $(CLUSTER)
+
+cluster-stop: install  ## stop the cluster's daemons and remove its namespaces
+	$(BIN)/python -m cnnlab cluster down $(CLUSTER)
 
 replay: install  ## send what a tracking outage kept in .cnnlab/outbox to the server
 	$(BIN)/python -m cnnlab.core.tracking replay

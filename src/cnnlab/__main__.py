@@ -13,6 +13,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {  # name -> (module, one-line help)
     "compare": ("cnnlab.compare.cli", "what changed between two revisions, experiments or runs"),
+    "cluster": ("cnnlab.cluster.cli", "start, stop or check this machine's SLURM cluster (make cluster)"),
     "plots-page": ("cnnlab.plots_page", "write DVC's plots page template, vega inline (make install)"),
     "predict": ("cnnlab.predict.cli", "top-3 classes for your own images, recordings or review lines"),
     "search-best": ("cnnlab.search.cli", "write a search's best trial as a new experiment file"),

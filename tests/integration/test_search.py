@@ -36,15 +36,41 @@ def search_cmd(tmp_path, tiny_mnist, n_trials: int) -> list[str]:
             *(f"train.mnist_cnn.trainer.{k}={v}" for k, v in shrink.items())]
 
 
-def trial_runs(client: MlflowClient) -> tuple[object, dict[str, object]]:
-    """The study's parent run, and its child runs by trial (job) number."""
-    runs = client.search_runs([client.get_experiment_by_name("mnist_cnn").experiment_id])
+def trial_runs(client: MlflowClient, sweep: str = "") -> tuple[object, dict[str, object]]:
+    """The study's parent run, and its child runs by trial (job) number; `sweep`: only the
+    runs of that sweep folder's name (a store that holds other sweeps)."""
+    runs = client.search_runs([client.get_experiment_by_name("mnist_cnn").experiment_id],
+                              f"tags.`cnnlab.sweep` = '{sweep}'" if sweep else "")
     (parent,) = [r for r in runs if r.data.tags.get("cnnlab.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     by_trial = {r.data.tags["cnnlab.job"]: r for r in children}
     assert len(by_trial) == len(children), "two runs of one trial"
     assert len(children) == len(runs) - 1, "a run outside the study's parent"
     return parent, by_trial
+
+
+def heed_ctrl_c() -> None:
+    """SIGINT back to its default in the child: a shell starts background jobs (a test run
+    with `&`) with SIGINT ignored, which Python would inherit and never raise."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ctrl_c_while_trial_runs(cmd: list[str], trial: str, client: MlflowClient,
+                            **popen: object) -> tuple[int, str]:
+    """Start the search `cmd` and press Ctrl-C once trial `trial`'s run is RUNNING; returns
+    the search's exit code and its stderr."""
+    sweep = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True, preexec_fn=heed_ctrl_c, **popen)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        exp = client.get_experiment_by_name("mnist_cnn")
+        if exp and client.search_runs([exp.experiment_id], f"tags.`cnnlab.job` = '{trial}' and "
+                                      "attributes.status = 'RUNNING'"):
+            break
+    sweep.send_signal(signal.SIGINT)
+    _, err = sweep.communicate(timeout=120)
+    return sweep.returncode, err
 
 
 def test_a_study_logs_each_trial_under_a_parent_holding_the_best(tmp_path, tiny_mnist,
@@ -91,18 +117,9 @@ def test_an_interrupted_study_resumes_without_rerunning_a_trial(tmp_path, tiny_m
     for lr in (0.003, 0.002, 0.004):  # fixed trials: trial 1 is interrupted, 2 replaces it
         study.enqueue_trial({KERNEL: 3, LR: lr})
     cmd = search_cmd(tmp_path, tiny_mnist, 2)
-    sweep = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
-    client, deadline = MlflowClient(), time.monotonic() + 300
-    while time.monotonic() < deadline:  # Ctrl-C while trial 1 trains, after trial 0 finished
-        time.sleep(0.5)
-        exp = client.get_experiment_by_name("mnist_cnn")
-        if exp and client.search_runs([exp.experiment_id], "tags.`cnnlab.job` = '1' and "
-                                      "attributes.status = 'RUNNING'"):
-            break
-    sweep.send_signal(signal.SIGINT)
-    _, err = sweep.communicate(timeout=120)
-    assert sweep.returncode == 130, err[-3000:]
+    client = MlflowClient()
+    code, err = ctrl_c_while_trial_runs(cmd, "1", client)  # after trial 0 finished
+    assert code == 130, err[-3000:]
 
     resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -53,6 +53,7 @@ from cnnlab.core.io import replace_dir, temp_dir_beside, temp_file_beside, write
 from cnnlab.core.paths import Paths
 
 OUTPUT_PATHS = ("models", "metrics", "plots", "reports")  # moved under a multirun job's folder
+RUN_NAME_MAX = 250  # the column MLflow's SQL stores (PostgreSQL) hold; SQLite never checks
 
 
 @dataclass
@@ -283,7 +284,7 @@ class Stage:
                 ctx.discard()
         from cnnlab.core.tracking import runs as tracking  # MLflow: only in a process that logs
 
-        run_name = f"{name} {job.overrides}" if job and job.overrides else name
+        run_name = (f"{name} {job.overrides}" if job and job.overrides else name)[:RUN_NAME_MAX]
         previous = self.continues(own, ctx) if self.continues else None
         try:
             tags = {"cnnlab.stage": name, **({"cnnlab.job": str(job.num)} if job else {})}

@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
-from cnnlab.core.errors import ServiceError
 from cnnlab.core.io import write_text
-from cnnlab.core.paths import project_root
+from cnnlab.core.settings import load_settings
 from cnnlab.services import clients, object_store, postgres, tls, tracking_server
 
 CREDENTIALS = "credentials.env"
@@ -26,17 +24,7 @@ CREDENTIALS = "credentials.env"
 
 def load_config(overrides: Sequence[str] = (), root: Path | None = None) -> DictConfig:
     """conf/services.yaml with `key=value` overrides; `state_dir` made absolute under the root."""
-    root = root or project_root()
-    cfg = OmegaConf.load(root / "conf" / "services.yaml")
-    OmegaConf.set_struct(cfg, True)
-    try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as exc:
-        reason = str(exc.msg).splitlines()[0]
-        raise ServiceError(f"services override {' '.join(overrides)}: {reason} "
-                           "(keys: conf/services.yaml)") from None
-    cfg.state_dir = str((root / cfg.state_dir).resolve())
-    return cfg
+    return load_settings("services", overrides, root)
 
 
 def _secret() -> str:

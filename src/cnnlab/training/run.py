@@ -18,13 +18,15 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
 
 from cnnlab.core import progress
 from cnnlab.core.devices import check_trainer, deterministic_mode, device_count
 from cnnlab.core.environment import TAG_PREFIX
-from cnnlab.core.errors import ConfigError
+from cnnlab.core.errors import ConfigError, StageInterrupted
 from cnnlab.core.io import sha256_file, write_text
+from cnnlab.core.slurm import rendezvous
 from cnnlab.core.threads import torch_threads
 from cnnlab.core.tracking import runs as tracking
 from cnnlab.data.prepared import load_prepared
@@ -34,6 +36,7 @@ from cnnlab.training.batches import TensorBatches, as_model_input
 from cnnlab.training.checkpoint import save_checkpoint
 from cnnlab.training.figures import confusion_matrix, save_confusion, save_curves
 from cnnlab.training.module import Classifier
+from cnnlab.training.requeue import REQUEUE_SIGNAL, RequeueOnSignal, under_slurm_batch
 from cnnlab.training.resume import RandomState, ResumeState, SaveEveryEpoch
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
@@ -176,6 +179,8 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
                           f"{trainer_cfg['devices']!r}: DDP restarts the script with its "
                           "arguments, which a Hydra multirun cannot replay; run a DDP training "
                           "alone (DVC stage or single run) or sweep with one device per job")
+    if processes > 1:
+        rendezvous()
     seed = int(cfg["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
     data = load_prepared(data_dir)
@@ -194,6 +199,7 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
     val = TensorBatches(data.val.x, data.val.y, eval_batch, False)
     test = TensorBatches(data.test.x, data.test.y, eval_batch, False)
     history = EpochHistory()
+    requeue = RequeueOnSignal() if resume and under_slurm_batch() else None
     trainer = L.Trainer(
         accelerator=trainer_cfg["accelerator"], devices=trainer_cfg["devices"],
         strategy=trainer_cfg["strategy"], num_nodes=int(trainer_cfg["num_nodes"]),
@@ -204,7 +210,9 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
         limit_val_batches=trainer_cfg["limit_val_batches"],
         limit_test_batches=trainer_cfg["limit_test_batches"],
         callbacks=[history, PlaceBatches(train, val, test), RandomState(train),
-                   *([SaveEveryEpoch(resume, tracking.active_run_id())] if resume else [])],
+                   *([SaveEveryEpoch(resume, tracking.active_run_id())] if resume else []),
+                   *([requeue] if requeue else [])],  # after SaveEveryEpoch: the state is saved
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
     n_params = count_parameters(model)
     if evidence:  # a replicate shares its stage's run: the tags and params are the stage's
@@ -222,6 +230,9 @@ def train_experiment(name: str, cfg: Mapping[str, Any], data_dir: str | Path,
                   f"{trainer_cfg['max_epochs']} from {checkpoint}")
         trainer.fit(module, train, val, ckpt_path=checkpoint)
         fit_seconds = time.perf_counter() - fit_start
+        if requeue and requeue.signalled and len(history.rows) < int(trainer_cfg["max_epochs"]):
+            requeue.requeue()
+            raise StageInterrupted(REQUEUE_SIGNAL)
         test_metrics = trainer.test(module, test, verbose=False)[0]
     epochs = [r["seconds"] for r in history.rows]
     metrics = {

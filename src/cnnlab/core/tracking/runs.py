@@ -35,6 +35,7 @@ from mlflow.tracking import MlflowClient
 from cnnlab.core import environment
 from cnnlab.core.devices import is_rank_zero
 from cnnlab.core.errors import StageInterrupted
+from cnnlab.core.slurm import slurm_tags
 from cnnlab.core.tracking import outbox
 from cnnlab.core.tracking.store import artifact_location, configure, retrying, store_lock
 
@@ -139,7 +140,7 @@ def stage_run(experiment: str, run_name: str, tags: Mapping[str, str] | None = N
         return
     uri = configure()
     tags = {**(tags or {}), "cnnlab.host": socket.gethostname(), "cnnlab.pid": str(os.getpid()),
-            **environment.as_tags(environment.gather())}
+            **environment.as_tags(environment.gather()), **slurm_tags()}
     if os.environ.get("DVC_EXP_NAME"):  # set by `dvc exp run` in the stage's environment
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
         tags["dvc.exp_baseline_rev"] = os.environ.get("DVC_EXP_BASELINE_REV", "")
