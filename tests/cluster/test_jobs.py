@@ -45,6 +45,15 @@ def wait_for(job: str, env: dict[str, str], states: tuple[str, ...]) -> str:
     raise AssertionError(f"job {job} never reached {states}")
 
 
+def wait_for_epoch_1(state: Path, job: str, env: dict[str, str], log: Path) -> None:
+    """Until the job has saved its state after epoch 1; a job that ended first fails at once."""
+    deadline = time.monotonic() + 300
+    while not list(state.glob("resume/*/meta.json")):
+        ended = scontrol_job(job, env)["JobState"] not in ("PENDING", "CONFIGURING", "RUNNING")
+        assert time.monotonic() < deadline and not ended, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
 def test_one_ddp_training_across_two_nodes(tmp_path, tiny_mnist, on_cluster):
     """`srun --nodes=2 --ntasks-per-node=1` through the shipped job script: Lightning's SLURM
     environment gives the ranks, gloo crosses the bridge from node2 to node1."""
@@ -84,16 +93,14 @@ def test_a_warned_job_requeues_and_resumes_to_the_identical_weights(tmp_path, ti
                    tmp_path / "whole.log", *args, *overrides(tmp_path / "whole", tiny_mnist, *SLOW))
     job = sbatch(env, tmp_path / "warned.log", *args,
                  *overrides(tmp_path / "warned", tiny_mnist, *SLOW))
-    deadline = time.monotonic() + 300
-    while not list((tmp_path / "state").glob("resume/*/meta.json")):  # epoch 1 saved
-        assert time.monotonic() < deadline, (tmp_path / "warned.log").read_text()[-3000:]
-        time.sleep(0.05)
+    wait_for_epoch_1(tmp_path / "state", job, env, tmp_path / "warned.log")
     subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True)
     assert wait_for(job, env, ("PENDING", "COMPLETED", "FAILED")) == "PENDING"  # requeued
     # Slurm holds a requeued job for 2 minutes (its BeginTime); the operator lets it go now
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True)
-    for done in (job, whole):
-        assert wait_for(done, env, ("COMPLETED", "FAILED", "CANCELLED")) == "COMPLETED"
+    for done, log in ((job, "warned.log"), (whole, "whole.log")):
+        assert wait_for(done, env, ("COMPLETED", "FAILED", "CANCELLED")) == "COMPLETED", (
+            (tmp_path / log).read_text()[-3000:])
     log = (tmp_path / "warned.log").read_text()
     assert "stopped by signal 10: outputs untouched, run marked KILLED" in log
     assert "train mnist_cnn: resuming after epoch 2 of 3" in log
@@ -116,10 +123,7 @@ def test_a_job_killed_outright_leaves_a_run_the_next_start_marks_killed(tmp_path
     args = ["--nodes=1", str(SCRIPT)]
     job = sbatch(env, tmp_path / "killed.log", *args,
                  *overrides(tmp_path / "out", tiny_mnist, *SLOW))
-    deadline = time.monotonic() + 300
-    while not list((tmp_path / "state").glob("resume/*/meta.json")):
-        assert time.monotonic() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
-        time.sleep(0.05)
+    wait_for_epoch_1(tmp_path / "state", job, env, tmp_path / "killed.log")
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("mnist_cnn").experiment_id
     (dead,) = client.search_runs([experiment], f"tags.`cnnlab.slurm.job_id` = '{job}'")
