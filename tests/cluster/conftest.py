@@ -23,7 +23,7 @@ from cnnlab.cluster import cluster as slurm_cluster
 from cnnlab.core.errors import ServiceError
 from cnnlab.services import clients, stack
 from tests.conftest import ROOT
-from tests.services.conftest import free_ports, settings
+from tests.services.conftest import free_ports, kill, settings
 
 HERE = Path(__file__).resolve().parent
 HOST = "10.77.0.129"
@@ -57,6 +57,11 @@ def started(what: str, cfg: DictConfig, up: Callable[..., None], down: Callable[
     shutil.rmtree(cfg.state_dir, ignore_errors=True)
 
 
+def killed(cfg: DictConfig, say: Callable[[str], None]) -> None:
+    """Stop a stack whose state is deleted next at once (the graceful stop waits on SeaweedFS)."""
+    kill(cfg)
+
+
 @pytest.fixture(scope="session")
 def cluster_overrides() -> list[str]:
     """The settings of the tests' cluster, as `python -m cnnlab cluster` takes them."""
@@ -79,7 +84,7 @@ def cluster_stack(cluster: DictConfig) -> Iterator[DictConfig]:
     """The shared stack exposed on the bridge's address (TLS, auth): what the nodes' jobs log to."""
     cfg = settings(Path(tempfile.mkdtemp(prefix="cnnlab-services-")),
                    f"expose={cluster.host_address}")
-    with started("the service stack", cfg, stack.up, stack.down) as cfg:
+    with started("the service stack", cfg, stack.up, killed) as cfg:
         yield cfg
 
 
