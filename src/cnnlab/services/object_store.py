@@ -126,6 +126,8 @@ def start(cfg: DictConfig, state: Path, keys: dict[str, str]) -> None:
     grpc = store.grpc_offset
     argv = [_weed(), "server", f"-dir={home / 'data'}", f"-ip={cfg.host}", f"-ip.bind={cfg.host}",
             "-master.telemetry=false", "-filer.disableDirListing", "-volume.preStopSeconds=0",
+            # one master, no peers: with the default (10 s) a restart waited 16 s to elect itself
+            "-master.electionTimeout=1s",
             f"-filer.localSocket={home / 'sockets' / 'filer.sock'}",
             f"-s3.localSocket={home / 'sockets' / 's3.sock'}", *_tls_options(cfg),
             f"-master.port={store.master_port}", f"-master.port.grpc={store.master_port + grpc}",
