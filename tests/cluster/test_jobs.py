@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -45,9 +46,17 @@ def wait_for(job: str, env: dict[str, str], states: tuple[str, ...]) -> str:
     raise AssertionError(f"job {job} never reached {states}")
 
 
-def tail(log: Path) -> str:
-    """The end of a job's log, for an assertion's message (a job may fail before writing it)."""
-    return log.read_text()[-3000:] if log.is_file() else f"(no log at {log})"
+def story(job: str, env: dict[str, str], log: Path) -> str:
+    """An assertion's message: what the scheduler holds for the job, what slurmctld logged
+    about it, and the end of its own log (a job may fail before writing one)."""
+    held = scontrol_job(job, env)
+    record = " ".join(f"{k}={held.get(k)}" for k in ("JobState", "Reason", "ExitCode", "Restarts",
+                                                      "NodeList"))
+    ctld = Path(env["SLURM_CONF"]).parent.parent / "logs" / "slurmctld.log"
+    said = [line for line in ctld.read_text().splitlines() if line.startswith("[")
+            and re.search(rf"JobId={job}\b", line)] if ctld.is_file() else []
+    own = log.read_text()[-3000:] if log.is_file() else f"(no log at {log})"
+    return "\n".join([record, *said[-12:], own])
 
 
 def wait_for_epoch_1(state: Path, job: str, env: dict[str, str], log: Path) -> None:
@@ -55,7 +64,7 @@ def wait_for_epoch_1(state: Path, job: str, env: dict[str, str], log: Path) -> N
     deadline = time.monotonic() + 300
     while not list(state.glob("resume/*/meta.json")):
         ended = scontrol_job(job, env)["JobState"] not in ("PENDING", "CONFIGURING", "RUNNING")
-        assert time.monotonic() < deadline and not ended, tail(log)
+        assert time.monotonic() < deadline and not ended, story(job, env, log)
         time.sleep(0.2)
 
 
@@ -67,7 +76,7 @@ def test_one_ddp_training_across_two_nodes(tmp_path, tiny_mnist, on_cluster):
                  *overrides(tmp_path / "out", tiny_mnist, *shrink, f"{T}.limit_test_batches=1.0",
                             f"{T}.eval_batch_size=64"))
     assert wait_for(job, on_cluster, ("COMPLETED", "FAILED", "CANCELLED")) == "COMPLETED", (
-        tail(tmp_path / "ddp.log"))
+        story(job, on_cluster, tmp_path / "ddp.log"))
     shown = scontrol_job(job, on_cluster)
     assert (shown["NumNodes"], shown["NodeList"]) == ("2", "node[1-2]")
     log = (tmp_path / "ddp.log").read_text()
@@ -101,12 +110,12 @@ def test_a_warned_job_requeues_and_resumes_to_the_identical_weights(tmp_path, ti
     wait_for_epoch_1(tmp_path / "state", job, env, tmp_path / "warned.log")
     subprocess.run(["scancel", "--signal=USR1", job], env=env, check=True)
     assert wait_for(job, env, ("PENDING", "COMPLETED", "FAILED")) == "PENDING", (  # requeued
-        tail(tmp_path / "warned.log"))
+        story(job, env, tmp_path / "warned.log"))
     # Slurm holds a requeued job for 2 minutes (its BeginTime); the operator lets it go now
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True)
     for done, log in ((job, "warned.log"), (whole, "whole.log")):
         assert wait_for(done, env, ("COMPLETED", "FAILED", "CANCELLED")) == "COMPLETED", (
-            tail(tmp_path / log))
+            story(done, env, tmp_path / log))
     log = (tmp_path / "warned.log").read_text()
     assert "stopped by signal 10: outputs untouched, run marked KILLED" in log
     assert "train mnist_cnn: resuming after epoch 2 of 3" in log
@@ -140,6 +149,6 @@ def test_a_job_killed_outright_leaves_a_run_the_next_start_marks_killed(tmp_path
     again = sbatch(env, tmp_path / "again.log", *args, *overrides(
         tmp_path / "out", tiny_mnist, *SLOW, f"{T}.lr=0.002"))  # another config: no resume
     assert wait_for(again, env, ("COMPLETED", "FAILED", "CANCELLED")) == "COMPLETED", (
-        tail(tmp_path / "again.log"))
+        story(again, env, tmp_path / "again.log"))
     (dead,) = client.search_runs([experiment], f"tags.`cnnlab.slurm.job_id` = '{job}'")
     assert dead.info.status == "KILLED" and dead.data.tags["cnnlab.ended"] == "process died"

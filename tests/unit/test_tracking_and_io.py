@@ -60,6 +60,23 @@ def test_artifacts_live_beside_the_sqlite_database(tmp_path, monkeypatch, isolat
     assert store.artifact_location("http://127.0.0.1:5000", "x") is None
 
 
+def test_a_run_that_loses_the_race_to_create_its_experiment_joins_the_winners(
+        tmp_path, monkeypatch, isolated_mlflow):
+    """Two jobs start at once on a fresh store: both find no experiment, one creates it first."""
+    winner = runs.mlflow.create_experiment("exp_b")
+    looked = []
+
+    def missing_the_first_time(name):
+        looked.append(name)
+        return None if len(looked) == 1 else runs.mlflow.get_experiment(winner)
+
+    monkeypatch.setattr(runs.mlflow, "get_experiment_by_name", missing_the_first_time)
+    monkeypatch.chdir(tmp_path)
+    with runs.stage_run("exp_b", "r") as run:
+        pass
+    assert run.info.experiment_id == winner and looked == ["exp_b", "exp_b"]
+
+
 def test_saved_tensors_are_byte_identical_across_writes(tmp_path):
     import torch
 

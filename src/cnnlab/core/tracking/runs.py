@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from cnnlab.core import environment
@@ -79,10 +80,18 @@ def rank_zero(fn: Callable[..., None]) -> Callable[..., None]:
 # --- the run around a stage -----------------------------------------------------------------
 
 def _experiment_id(uri: str, experiment: str) -> str:
+    """The experiment's id, made on its first run. Two jobs that start at once (a sweep, two
+    SLURM jobs) may both find it missing; the one whose create loses takes the winner's."""
     found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    return mlflow.create_experiment(experiment, artifact_location=artifact_location(uri, experiment))
+    if found is None:
+        try:
+            return mlflow.create_experiment(experiment,
+                                            artifact_location=artifact_location(uri, experiment))
+        except MlflowException as exc:
+            found = mlflow.get_experiment_by_name(experiment)
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or found is None:
+                raise
+    return found.experiment_id
 
 
 def _sweep_parent(experiment_id: str, sweep_id: str) -> str:
