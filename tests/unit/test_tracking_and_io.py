@@ -77,6 +77,30 @@ def test_a_run_that_loses_the_race_to_create_its_experiment_joins_the_winners(
     assert run.info.experiment_id == winner and looked == ["exp_b", "exp_b"]
 
 
+def test_jobs_of_a_sweep_that_start_at_once_on_two_hosts_keep_one_parent(
+        tmp_path, monkeypatch, isolated_mlflow):
+    """Another host's job has just created the sweep's parent, after this job looked for one."""
+    experiment = runs.mlflow.create_experiment("exp_c")
+    client = runs.MlflowClient()
+    other = client.create_run(experiment, tags={runs.SWEEP_TAG: "s1", "cnnlab.role": "sweep"})
+    search = runs.MlflowClient.search_runs
+    looks = []
+
+    def not_there_at_first(self, *args, **kwargs):
+        looks.append(args)
+        return [] if len(looks) == 1 else search(self, *args, **kwargs)
+
+    monkeypatch.setattr(runs.MlflowClient, "search_runs", not_there_at_first)
+    monkeypatch.chdir(tmp_path)
+    with runs.stage_run("exp_c", "job 0", sweep_id="s1") as run:
+        pass
+    monkeypatch.setattr(runs.MlflowClient, "search_runs", search)
+    assert run.data.tags[runs.PARENT_TAG] == other.info.run_id
+    parents = client.search_runs([experiment], "tags.`cnnlab.role` = 'sweep'",
+                                 run_view_type=runs.mlflow.entities.ViewType.ALL)
+    assert sorted(p.info.lifecycle_stage for p in parents) == ["active", "deleted"]
+
+
 def test_saved_tensors_are_byte_identical_across_writes(tmp_path):
     import torch
 

@@ -95,16 +95,28 @@ def _experiment_id(uri: str, experiment: str) -> str:
 
 
 def _sweep_parent(experiment_id: str, sweep_id: str) -> str:
-    """The run that groups a Hydra multirun in the dashboard; created by the first job."""
+    """The run that groups a Hydra multirun in the dashboard; created by the first job.
+
+    Jobs that start at once on different hosts (a SLURM array: no lock they share) may each
+    find none and create one. Each creator then looks again, and every job keeps the earliest
+    parent; a creator whose parent is not that one deletes it.
+    """
     client = MlflowClient()
-    found = client.search_runs([experiment_id],
-                               f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`cnnlab.role` = 'sweep'")
+    query = f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`cnnlab.role` = 'sweep'"
+    found = client.search_runs([experiment_id], query)
     if found:
-        return found[0].info.run_id
+        return _earliest(found)
     run = client.create_run(experiment_id, run_name=f"sweep {sweep_id}",
                             tags={SWEEP_TAG: sweep_id, "cnnlab.role": "sweep"})
     client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    kept = _earliest(client.search_runs([experiment_id], query))
+    if kept != run.info.run_id:
+        client.delete_run(run.info.run_id)
+    return kept
+
+
+def _earliest(found: list[Any]) -> str:
+    return min(found, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
 
 
 def log_sweep_outcome(sweep_id: str, metrics: Mapping[str, float], params: Mapping[str, Any],
