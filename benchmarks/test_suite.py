@@ -29,16 +29,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DURATION = re.compile(r"\s*([\d.]+)s (?:setup|call|teardown)\s+(\S+)")
-SUMMARY = re.compile(r"^=* ?(\d+ passed.*?) in ([\d.]+)s", re.MULTILINE)
+SUMMARY = re.compile(r"^=* ?(\d+ (?:passed|failed|skipped|errors?)\b.*?) in ([\d.]+)s",
+                     re.MULTILINE)
 
 
-def environment(tree: Path, is_new: bool) -> dict[str, str]:
+def environment(tree: Path, shim: Path | None) -> dict[str, str]:
+    """The README's test environment; with `shim` (the old tree), its code on the path."""
     env = {**os.environ, "CI": "true", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "CNNLAB_FSDD_DIR": os.environ.get("CNNLAB_FSDD_DIR",
                                              str(ROOT.parent / "shared" / "datasets" / "fsdd"))}
-    if is_new:
+    if shim is None:
         return env
-    shim = Path(tempfile.mkdtemp(prefix="cnnlab-old-tree-"))
     (shim / "_ruamel_yaml.py").write_text('raise ImportError("hidden: old main had no clib")\n')
     (shim / "sitecustomize.py").write_text(  # after site's .pth files: the new tree off the path
         f"import sys\nsys.path[:] = [p for p in sys.path if p != {str(ROOT / 'src')!r}]\n")
@@ -48,9 +49,11 @@ def environment(tree: Path, is_new: bool) -> dict[str, str]:
 
 def run_suite(tree: Path, is_new: bool, log: Path) -> None:
     """The suite's output, with its durations, to `log`."""
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--durations=0"], cwd=tree, env=environment(tree, is_new),
-                          capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="cnnlab-old-tree-") as shim:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               "--durations=0"], cwd=tree,
+                              env=environment(tree, None if is_new else Path(shim)),
+                              capture_output=True, text=True)
     log.write_text(done.stdout + done.stderr)
 
 
