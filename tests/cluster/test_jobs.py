@@ -133,7 +133,8 @@ def test_a_warned_job_requeues_and_resumes_to_the_identical_weights(tmp_path, ti
 def test_a_job_killed_outright_leaves_a_run_the_next_start_marks_killed(tmp_path, tiny_mnist,
                                                                        on_cluster):
     """SIGKILL to the training process (as the OOM killer or a lost node does; `scancel`
-    itself sends SIGTERM first, and the run then ends KILLED at once)."""
+    itself sends SIGTERM first, and the run then ends KILLED at once). The next start, on
+    another node, asks SLURM whether the dead run's job still runs."""
     env = {**on_cluster, "CNNLAB_STATE_DIR": str(tmp_path / "state")}
     args = ["--nodes=1", str(SCRIPT)]
     job = sbatch(env, tmp_path / "killed.log", *args,
@@ -146,9 +147,13 @@ def test_a_job_killed_outright_leaves_a_run_the_next_start_marks_killed(tmp_path
     assert wait_for(job, env, ("CANCELLED", "FAILED", "COMPLETED")) == "FAILED"
     (dead,) = client.search_runs([experiment], f"tags.`cnnlab.slurm.job_id` = '{job}'")
     assert dead.info.status == "RUNNING"  # nothing ran to end it
+    # The nodes here share one host name; on a real cluster the next start may land on another
+    # node, which cannot ask the dead process, only SLURM about its job
+    client.set_tag(dead.info.run_id, "cnnlab.host", "another-node")
     again = sbatch(env, tmp_path / "again.log", *args, *overrides(
         tmp_path / "out", tiny_mnist, *SLOW, f"{T}.lr=0.002"))  # another config: no resume
     assert wait_for(again, env, ("COMPLETED", "FAILED", "CANCELLED")) == "COMPLETED", (
         story(again, env, tmp_path / "again.log"))
     (dead,) = client.search_runs([experiment], f"tags.`cnnlab.slurm.job_id` = '{job}'")
-    assert dead.info.status == "KILLED" and dead.data.tags["cnnlab.ended"] == "process died"
+    assert dead.info.status == "KILLED" and dead.data.tags["cnnlab.ended"] == (
+        f"SLURM job {job} ended")

@@ -101,6 +101,25 @@ def test_jobs_of_a_sweep_that_start_at_once_on_two_hosts_keep_one_parent(
     assert sorted(p.info.lifecycle_stage for p in parents) == ["active", "deleted"]
 
 
+def test_a_run_of_another_host_is_reaped_only_when_slurm_says_its_job_ended(
+        tmp_path, monkeypatch, isolated_mlflow):
+    """A host cannot ask another host's process; without SLURM to ask, such a run is left."""
+    experiment = runs.mlflow.create_experiment("exp_d")
+    client = runs.MlflowClient()
+    tags = {"cnnlab.stage": "s", "cnnlab.host": "another-node", "cnnlab.pid": "1"}
+    left = client.create_run(experiment, tags={**tags, runs.JOB_TAG: "77"})
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue: SLURM cannot say
+    runs._reap_orphans(experiment, "s", current="none")
+    assert client.get_run(left.info.run_id).info.status == "RUNNING"
+    (tmp_path / "squeue").write_text("#!/bin/sh\necho FAILED\n")  # SLURM's word: it ended
+    (tmp_path / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    runs._reap_orphans(experiment, "s", current="none")
+    reaped = client.get_run(left.info.run_id)
+    assert (reaped.info.status, reaped.data.tags["cnnlab.ended"]) == ("KILLED", "SLURM job 77 ended")
+
+
 def test_saved_tensors_are_byte_identical_across_writes(tmp_path):
     import torch
 

@@ -23,6 +23,24 @@ def slurm_tags() -> dict[str, str]:
     return tags
 
 
+ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+         "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
+
+
+def job_alive(job_id: str) -> bool | None:
+    """Whether SLURM still holds job `job_id` as pending or running (a requeued job waits as
+    PENDING); None where `squeue` cannot say (no SLURM here, or its controller is down)."""
+    try:
+        done = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:  # a job that has left the controller's memory is "invalid"
+        return False if "Invalid job id" in done.stderr else None
+    states = set(done.stdout.split())
+    return bool(states - ENDED)
+
+
 def rendezvous() -> None:
     """Where the ranks of a multi-node DDP job under SLURM meet, when SLURM's names do not say.
 

@@ -36,7 +36,7 @@ from mlflow.tracking import MlflowClient
 from cnnlab.core import environment
 from cnnlab.core.devices import is_rank_zero
 from cnnlab.core.errors import StageInterrupted
-from cnnlab.core.slurm import slurm_tags
+from cnnlab.core.slurm import JOB_TAG, job_alive, slurm_tags
 from cnnlab.core.tracking import outbox
 from cnnlab.core.tracking.store import artifact_location, configure, retrying, store_lock
 
@@ -197,17 +197,23 @@ def _resumable(run_id: str) -> bool:
 
 
 def _reap_orphans(experiment_id: str, stage: str | None, current: str) -> None:
-    """Mark KILLED the RUNNING runs of `stage` whose process on this host has died."""
+    """Mark KILLED the RUNNING runs of `stage` that nothing runs any more: on this host, their
+    process has died; on another host, the SLURM job they were part of has ended."""
     if not stage:
         return
     client = MlflowClient()
     query = f"tags.`cnnlab.stage` = '{stage}' and attributes.status = 'RUNNING'"
     for run in retrying(client.search_runs, [experiment_id], query):
-        pid, host = run.data.tags.get("cnnlab.pid", ""), run.data.tags.get("cnnlab.host")
-        if run.info.run_id == current or host != socket.gethostname() or not pid.isdigit():
+        tags = run.data.tags
+        pid, job = tags.get("cnnlab.pid", ""), tags.get(JOB_TAG)
+        if run.info.run_id == current:
             continue
-        if not process_alive(int(pid)):
-            retrying(client.set_tag, run.info.run_id, "cnnlab.ended", "process died")
+        if tags.get("cnnlab.host") == socket.gethostname():
+            why = "process died" if pid.isdigit() and not process_alive(int(pid)) else None
+        else:  # another host's process cannot be asked; its job can (None: no SLURM here)
+            why = f"SLURM job {job} ended" if job and job_alive(job) is False else None
+        if why:
+            retrying(client.set_tag, run.info.run_id, "cnnlab.ended", why)
             retrying(client.set_terminated, run.info.run_id, "KILLED")
 
 
