@@ -41,8 +41,8 @@ def fit_seconds(folder: Path) -> float:
 
 
 def requeue_delay(env: dict[str, str], common: list[str], tmp: Path) -> tuple[float, float]:
-    """(seconds from SIGUSR1 to the resumed job's next epoch, with Slurm's requeue hold
-    released at once; the hold Slurm set, in seconds)."""
+    """(seconds from SIGUSR1 to the resumed job's next epoch, Slurm's requeue hold included;
+    the hold Slurm set, in seconds: the cluster's cred_expire_s)."""
     state = tmp / "state"
     env = {**env, "CNNLAB_STATE_DIR": str(state)}
     job = subprocess.run(["sbatch", "--parsable", "--nodes=1", f"--output={tmp / 'rq.log'}",
@@ -66,7 +66,6 @@ def requeue_delay(env: dict[str, str], common: list[str], tmp: Path) -> tuple[fl
     begin = shown.split("StartTime=")[1].split()[0]
     hold = time.mktime(time.strptime(begin, "%Y-%m-%dT%H:%M:%S")) - time.time()
     saved = epochs_done()
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True)
     while epochs_done() <= saved:
         time.sleep(0.05)
     return time.perf_counter() - signalled, hold
@@ -104,7 +103,7 @@ def main() -> None:
           f"| one training (wall) | 1 process | {one:.1f} | 2-node DDP (srun, gloo) | {two:.1f} |\n"
           f"| one training (fit only) | 1 process | {fit_seconds(tmp / 'one'):.1f} "
           f"| 2-node DDP | {fit_seconds(tmp / 'two'):.1f} |\n"
-          f"| requeue | SIGUSR1 to the resumed job's next epoch (hold released) | {delay:.1f} "
+          f"| requeue | SIGUSR1 to the resumed job's next epoch (hold included) | {delay:.1f} "
           f"| Slurm's own requeue hold (BeginTime) | {hold:.0f} |")
 
 

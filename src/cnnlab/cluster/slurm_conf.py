@@ -40,7 +40,7 @@ def render(cfg: DictConfig, state: Path) -> str:
         f"SlurmdPort={cfg.slurmd_port}",
         "AuthType=auth/munge",
         "CredType=cred/munge",
-        f"AuthInfo=socket={where['socket']}",
+        f"AuthInfo=socket={where['socket']},cred_expire={int(cfg.cred_expire_s)}",
         "SlurmUser=root",
         "SlurmdUser=root",
         f"StateSaveLocation={where['ctld']}",
