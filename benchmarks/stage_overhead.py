@@ -44,9 +44,14 @@ def environment(tree: Path, hide_clib: bool) -> dict[str, str]:
     if hide_clib:
         shim = Path(tempfile.gettempdir()) / "cnnlab-no-clib"
         shim.mkdir(exist_ok=True)
-        (shim / "_ruamel_yaml.py").write_text('raise ImportError("hidden: old main had no clib")\n')
+        write_no_clib(shim)
         env["PYTHONPATH"] = f"{shim}:{env['PYTHONPATH']}"
     return env
+
+
+def write_no_clib(folder: Path) -> None:
+    """A `_ruamel_yaml` module in `folder` that fails to import, as on old main's install."""
+    (folder / "_ruamel_yaml.py").write_text('raise ImportError("hidden: old main had no clib")\n')
 
 
 def timed(cmd: list[str], tree: Path, env: dict[str, str]) -> tuple[float, str]:

@@ -26,6 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stage_overhead import write_no_clib  # noqa: E402 - the sibling benchmark's shim
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DURATION = re.compile(r"\s*([\d.]+)s (?:setup|call|teardown)\s+(\S+)")
@@ -40,7 +43,7 @@ def environment(tree: Path, shim: Path | None) -> dict[str, str]:
                                              str(ROOT.parent / "shared" / "datasets" / "fsdd"))}
     if shim is None:
         return env
-    (shim / "_ruamel_yaml.py").write_text('raise ImportError("hidden: old main had no clib")\n')
+    write_no_clib(shim)
     (shim / "sitecustomize.py").write_text(  # after site's .pth files: the new tree off the path
         f"import sys\nsys.path[:] = [p for p in sys.path if p != {str(ROOT / 'src')!r}]\n")
     env["PYTHONPATH"] = f"{shim}:{tree / 'src'}"

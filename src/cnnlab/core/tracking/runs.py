@@ -102,21 +102,25 @@ def _sweep_parent(experiment_id: str, sweep_id: str) -> str:
     parent; a creator whose parent is not that one deletes it.
     """
     client = MlflowClient()
-    query = f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`cnnlab.role` = 'sweep'"
-    found = client.search_runs([experiment_id], query)
+    found = client.search_runs([experiment_id], _parent_query(sweep_id))
     if found:
-        return _earliest(found)
+        return _earliest(found).info.run_id
     run = client.create_run(experiment_id, run_name=f"sweep {sweep_id}",
                             tags={SWEEP_TAG: sweep_id, "cnnlab.role": "sweep"})
     client.set_terminated(run.info.run_id)
-    kept = _earliest(client.search_runs([experiment_id], query))
-    if kept != run.info.run_id:
+    kept = _earliest([run, *client.search_runs([experiment_id], _parent_query(sweep_id))])
+    if kept.info.run_id != run.info.run_id:
         client.delete_run(run.info.run_id)
-    return kept
+    return kept.info.run_id
 
 
-def _earliest(found: list[Any]) -> str:
-    return min(found, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
+def _parent_query(sweep_id: str) -> str:
+    return f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`cnnlab.role` = 'sweep'"
+
+
+def _earliest(found: list[Any]) -> Any:
+    """The parent every job of a sweep agrees on: the first made (then the lowest id)."""
+    return min(found, key=lambda r: (r.info.start_time, r.info.run_id))
 
 
 def log_sweep_outcome(sweep_id: str, metrics: Mapping[str, float], params: Mapping[str, Any],
@@ -131,11 +135,11 @@ def log_sweep_outcome(sweep_id: str, metrics: Mapping[str, float], params: Mappi
     configure()
     client = MlflowClient()
     experiments = [e.experiment_id for e in retrying(client.search_experiments)]
-    found = retrying(client.search_runs, experiments, f"tags.`{SWEEP_TAG}` = '{sweep_id}' and "
-                     "tags.`cnnlab.role` = 'sweep'", max_results=1)
+    found = retrying(client.search_runs, experiments, _parent_query(sweep_id))
     if not found:
         return None
-    run_id, logged = found[0].info.run_id, found[0].data.params
+    parent = _earliest(found)  # the one its jobs keep
+    run_id, logged = parent.info.run_id, parent.data.params
     stamp = int(time.time() * 1000)
     for entry in ({"kind": "metrics", "metrics": dict(metrics), "step": step, "timestamp": stamp},
                   {"kind": "params", "params": {k: str(v) for k, v in params.items()
