@@ -73,7 +73,9 @@ def read_log(log: Path) -> dict[str, object]:
 def tests_at(commit: str) -> set[str]:
     """`file::function` of every test function in tests/ at `commit`."""
     found = subprocess.run(["git", "grep", "-n", "-E", r"^(async )?def test_", commit, "--",
-                            "tests/*.py"], cwd=ROOT, capture_output=True, text=True, check=True)
+                            "tests/*.py"], cwd=ROOT, capture_output=True, text=True)
+    if found.returncode not in (0, 1):  # 1: no match
+        raise SystemExit(f"error: --since {commit}: {found.stderr.strip().splitlines()[-1]}")
     return {re.sub(r"^[^:]+:([^:]+):\d+:(?:async )?def (test_\w+).*", r"\1::\2", line)
             for line in found.stdout.splitlines()}
 
